@@ -1,1 +1,35 @@
-pub fn x(){}
+//! Plumbing shared by every example in this workspace — and nothing more.
+//!
+//! The examples are meant to be read (and copied) one `main.rs` at a time, so anything that
+//! teaches MQTT stays in the example: connecting, subscribing, acking, the event loop. What lives
+//! here is what every example needs but nobody needs to read twice:
+//!
+//! - [`credentials`]: the Link Labs credentials object (`creds.json`), validated field by field;
+//! - [`tls`]: whom to trust as the broker ([`TlsRoots`]), for rustls, native-tls and Paho;
+//! - [`cli`]: the flags every example shares ([`ConnectArgs`]) and the resolved [`BrokerTarget`];
+//! - [`failure`]: connection errors translated into plain words, fatal or worth a retry;
+//! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
+//! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
+//! - [`exit`]: one paragraph on stderr and an exit code that means something;
+//! - [`shutdown`], [`logging`], [`payload`]: small helpers.
+
+pub mod backoff;
+pub mod cli;
+pub mod credentials;
+pub mod exit;
+pub mod failure;
+pub mod logging;
+pub mod payload;
+pub mod rumqttc_util;
+pub mod shutdown;
+pub mod supervisor;
+pub mod tls;
+
+pub use backoff::Backoff;
+pub use cli::{BrokerTarget, ConnectArgs, Security};
+pub use credentials::{
+    Credentials, CredentialsError, CredentialsFile, CredentialsOrigin, Password,
+};
+pub use failure::{ConnectFailure, FailureKind};
+pub use supervisor::{ConnectionSupervisor, NextStep};
+pub use tls::{TlsError, TlsRoots};

@@ -1,0 +1,16 @@
+//! Log set-up: human-readable lines on stderr, so stdout stays clean for the messages themselves.
+
+/// Installs a `tracing` subscriber filtered by `filter` (`--log` or `RUST_LOG`, e.g. `info`,
+/// `debug`, `rumqttc=debug,info`). A bad filter falls back to `info` rather than failing.
+pub fn init(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::env::var_os("NO_COLOR").is_none();
+    // `try_init` because tests and benches may call this twice in one process.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
