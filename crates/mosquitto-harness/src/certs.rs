@@ -1,0 +1,87 @@
+//! Throwaway certificate authorities and server certificates.
+//!
+//! Every broker gets fresh keys, so no test depends on files checked into the
+//! repository and nothing here could ever be trusted outside a test.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// A certificate and its private key, both PEM-encoded.
+pub(crate) struct PemPair {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+}
+
+/// All the PEM material one broker needs.
+pub(crate) struct TestPki {
+    /// The CA that clients trust (written as `ca.pem`).
+    pub(crate) ca_cert: String,
+    /// Server certificate for `localhost` and `127.0.0.1`, signed by the CA.
+    pub(crate) server: PemPair,
+    /// Server certificate for [`WRONG_HOST`] only, signed by the same CA, so that
+    /// the only thing wrong with it is the name.
+    pub(crate) wrong_host_server: PemPair,
+    /// An unrelated CA: trusting it instead of the real one must fail the handshake.
+    pub(crate) unrelated_ca_cert: String,
+}
+
+/// The only name in the wrong-host certificate. `.invalid` can never resolve.
+pub(crate) const WRONG_HOST: &str = "wrong-host.invalid";
+
+impl TestPki {
+    /// Generates two CAs and two server certificates.
+    pub(crate) fn generate() -> Result<TestPki, rcgen::Error> {
+        let ca = new_ca("linklabs-mqtt-rust test CA")?;
+        let server = new_server_cert(&ca, &["localhost", "127.0.0.1"])?;
+        let wrong_host_server = new_server_cert(&ca, &[WRONG_HOST])?;
+        let unrelated_ca = new_ca("unrelated test CA (must not be trusted)")?;
+        Ok(TestPki {
+            ca_cert: ca.pem(),
+            server,
+            wrong_host_server,
+            unrelated_ca_cert: unrelated_ca.pem(),
+        })
+    }
+}
+
+fn new_ca(common_name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = distinguished_name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    CertifiedIssuer::self_signed(params, KeyPair::generate()?)
+}
+
+fn new_server_cert(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+) -> Result<PemPair, rcgen::Error> {
+    let common_name = names.first().copied().unwrap_or("server");
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let mut params = CertificateParams::new(names)?;
+    params.distinguished_name = distinguished_name(common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok(PemPair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+fn distinguished_name(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    name.push(DnType::OrganizationName, "mosquitto-harness");
+    name
+}
