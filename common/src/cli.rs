@@ -38,6 +38,10 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 
+    /// Print no message bodies, only one `stats:` line at exit (for benchmarks).
+    #[arg(long)]
+    pub stats: bool,
+
     /// Allow plaintext MQTT (port 1883 / protocol "mqtt"). Sends the password unencrypted: only
     /// for a private broker on a trusted network.
     #[arg(long)]

@@ -11,6 +11,7 @@
 //! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
 //! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
 //! - [`exit`]: one paragraph on stderr and an exit code that means something;
+//! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod exit;
 pub mod failure;
 pub mod logging;
+pub mod output;
 pub mod payload;
 pub mod rumqttc_util;
 pub mod shutdown;
@@ -32,4 +34,5 @@ pub use credentials::{
 };
 pub use failure::{ConnectFailure, FailureKind};
 pub use supervisor::{ConnectionSupervisor, NextStep};
+pub use output::MessagePrinter;
 pub use tls::{TlsError, TlsRoots};
