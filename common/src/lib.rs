@@ -10,6 +10,8 @@
 //! - [`failure`]: connection errors translated into plain words, fatal or worth a retry;
 //! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
 //! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
+//! - [`rumqttc_sync`]: the same DISCONNECT for rumqttc's blocking `Client`;
+//! - `paho_util` (feature `paho`): Paho errors in plain words, SUBACK checks, the server URI;
 //! - [`exit`]: one paragraph on stderr and an exit code that means something;
 //! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
@@ -21,7 +23,10 @@ pub mod exit;
 pub mod failure;
 pub mod logging;
 pub mod output;
+#[cfg(feature = "paho")]
+pub mod paho_util;
 pub mod payload;
+pub mod rumqttc_sync;
 pub mod rumqttc_util;
 pub mod shutdown;
 pub mod supervisor;

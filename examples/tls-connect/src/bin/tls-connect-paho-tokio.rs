@@ -164,6 +164,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     // 4. Stop. DISCONNECT first, so that no more messages arrive...
+    if let Stop::Requested = stop {
+        tracing::info!("stop requested: disconnecting, then handling what Paho already acked");
+    }
     if client.is_connected() {
         if let Err(err) = client.disconnect(None).await {
             tracing::warn!("DISCONNECT failed: {err}");

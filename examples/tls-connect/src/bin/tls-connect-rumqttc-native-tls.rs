@@ -1,1 +1,171 @@
-fn main() {}
+//! # tls-connect-rumqttc-native-tls — `tls-connect` with the platform's TLS library
+//!
+//! **What it shows.** The same consumer as `tls-connect` (read that one first), with one line
+//! changed: rumqttc speaks TLS through `native-tls` — OpenSSL on Linux, SChannel on Windows,
+//! Secure Transport on macOS — instead of rustls. Choose it when your organisation requires the
+//! platform's TLS stack (FIPS-validated OpenSSL, certificates managed in the OS store, one place
+//! to patch TLS).
+//!
+//! **Run it.**
+//! ```text
+//! cargo run -p tls-connect --bin tls-connect-rumqttc-native-tls
+//! cargo run -p tls-connect --bin tls-connect-rumqttc-native-tls -- --creds creds.json
+//! ```
+//! On Linux it links the system's OpenSSL (`libssl-dev` to build, `libssl3` to run).
+//!
+//! **How it differs from the default program.** `target.rumqttc_options_native_tls()` instead
+//! of `target.rumqttc_options()`; see `common::TlsRoots::native_tls_connector`: with `--ca-file`
+//! only that CA is trusted (the built-in roots are switched off), otherwise the OS store is used.
+//! Host names are verified as with rustls.
+//!
+//! **What it cannot do.** Nothing is lost: every practice of the default program carries over.
+//! Error messages are built from OpenSSL's text rather than typed rustls errors, so an
+//! unusual certificate problem may be reported less precisely.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use common::supervisor::NextStep;
+use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+use tokio::sync::mpsc;
+
+/// Connect to the Link Labs broker over TLS (native-tls) and print each event.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::logging::init(&args.connect.log);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Real credentials when there is a creds.json (or --creds); otherwise an in-process demo
+    // broker with generated credentials. Either way the code below is the same.
+    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    let topic = target.credentials.topic.clone();
+
+    // The one line that differs from `tls-connect`: native-tls (OpenSSL) instead of rustls.
+    let mut options = target
+        .rumqttc_options_native_tls()
+        .context("setting up TLS for the broker connection")?;
+    options
+        // Ack after processing, not on receipt: a crash between the two then means redelivery,
+        // not a lost event.
+        .set_manual_acks(true)
+        // This example does not keep a session across restarts; see `persistent-session`.
+        .set_clean_start(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    tracing::info!(
+        "connecting to {} as client id {} (native TLS: {})",
+        target.address(),
+        target.client_id,
+        describe_security(&target.security)
+    );
+
+    // The bounded work queue between the polling task (here) and the handler task.
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(32);
+    let handler_client = client.clone();
+    let count = args.connect.count;
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let mut handler = tokio::spawn(async move {
+        let mut handled = 0u64;
+        while let Some(publish) = work_rx.recv().await {
+            handled += 1;
+            let topic = String::from_utf8_lossy(&publish.topic);
+            printer.show(&format!("message {handled} on {topic}"), &publish.payload);
+            // Handled: now, and only now, tell the broker it may forget the message.
+            handler_client.ack(&publish).await?;
+            if count == Some(handled) {
+                break;
+            }
+        }
+        printer.finish();
+        anyhow::Ok(handled)
+    });
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    let shutdown = common::shutdown::signal();
+    tokio::pin!(shutdown);
+
+    let stop = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Stop::Requested,
+            // The handler ends on its own only when --count messages were handled (or on error).
+            result = &mut handler => break Stop::HandlerFinished(result),
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    supervisor.connected();
+                    tracing::info!("connected (session present: {})", ack.session_present);
+                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
+                    if !ack.session_present {
+                        client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    common::rumqttc_util::check_suback(&ack, &topic)?;
+                    tracing::info!("subscribed to {topic} with QoS 1");
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    // Waits while the queue is full: that is the back-pressure.
+                    if work_tx.send(publish).await.is_err() {
+                        // The handler is gone; its result (an error or --count) comes next.
+                        break Stop::HandlerFinished((&mut handler).await);
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => match supervisor.failed(&err) {
+                    NextStep::RetryAfter(delay) => {
+                        // Sleep before reconnecting, but wake up for Ctrl-C.
+                        if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
+                            break Stop::Requested;
+                        }
+                    }
+                    NextStep::GiveUp(failure) => return Err(failure.into()),
+                },
+            },
+        }
+    };
+
+    let handled = match stop {
+        Stop::Requested => {
+            tracing::info!("stop requested: finishing the messages already received");
+            drop(work_tx);
+            handler.await??
+        }
+        Stop::HandlerFinished(result) => result??,
+    };
+    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; disconnected cleanly");
+    if let Some(demo) = demo {
+        demo.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Why the main loop ended.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Requested,
+    /// The handler task returned (after `--count` messages, or with an error).
+    HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
+}
+
+fn describe_security(security: &common::Security) -> String {
+    match security {
+        common::Security::Tls(roots) => format!("verifying the broker against {roots}"),
+        common::Security::InsecurePlaintext => "NONE, plaintext".to_owned(),
+    }
+}

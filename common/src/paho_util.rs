@@ -1,0 +1,147 @@
+//! Small paho-mqtt helpers the paho variants would otherwise repeat (feature `paho`).
+//!
+//! Paho's Rust errors keep the MQTT reason codes but lose most of the C library's words: a TLS
+//! failure of any kind (unknown CA, certificate for another host, a port that does not speak TLS)
+//! arrives as the single `TCP/TLS connect failure`. [`ConnectFailure::from_paho`] turns what
+//! there is into the same plain-words failures the rumqttc examples print, and says so honestly
+//! where Paho does not tell which of several causes it was.
+
+use crate::cli::{BrokerTarget, Security};
+use crate::failure::{ConnectFailure, FailureKind};
+use crate::rumqttc_util::SubscriptionRefused;
+
+impl ConnectFailure {
+    /// Classifies an error from a Paho connect (or reconnect) attempt.
+    pub fn from_paho(err: &paho_mqtt::Error, target: &BrokerTarget) -> Self {
+        use paho_mqtt::ConnectReturnCode as Code;
+        use paho_mqtt::Error;
+
+        let detail = format!("paho-mqtt: {err}");
+        let kind = match err {
+            Error::ReasonCode(code, _) => kind_for_reason(*code),
+            Error::ConnectReturn(code) => match code {
+                Code::BadUserNameOrPassword => FailureKind::BadCredentials,
+                Code::NotAuthorized => FailureKind::NotAuthorized,
+                Code::IdentifierRejected => FailureKind::Rejected,
+                Code::ServerUnavailable => FailureKind::ServerUnavailable,
+                _ => FailureKind::Other,
+            },
+            Error::TcpConnectTimeout | Error::Timeout => FailureKind::Timeout,
+            Error::TcpTlsConnectFailure => return tcp_tls_connect_failure(target, detail),
+            _ => return ConnectFailure::from_text(&detail, target),
+        };
+        ConnectFailure::new(kind, target, detail)
+    }
+
+    /// Classifies a DISCONNECT the broker sent us (Paho's `Event::Disconnected`).
+    pub fn from_paho_disconnect(reason: paho_mqtt::ReasonCode, target: &BrokerTarget) -> Self {
+        let kind = match kind_for_reason(reason) {
+            FailureKind::Other => FailureKind::ConnectionLost,
+            kind => kind,
+        };
+        let detail = format!("paho-mqtt: the broker sent DISCONNECT with reason {reason}");
+        ConnectFailure::new(kind, target, detail)
+    }
+
+    /// The broker dropped an established connection without a DISCONNECT packet (Paho's
+    /// `Event::ConnectionLost`). This is what a take-over by Mosquitto 2.0 looks like, so it is a
+    /// [`FailureKind::ConnectionLost`] and counts towards client-id-collision detection.
+    pub fn paho_connection_lost(target: &BrokerTarget) -> Self {
+        ConnectFailure::new(
+            FailureKind::ConnectionLost,
+            target,
+            "paho-mqtt: connection lost (closed without a DISCONNECT packet)",
+        )
+    }
+}
+
+/// Paho's `TCP/TLS connect failure`: one error for an unknown CA, a certificate for another host
+/// name, a port that does not speak TLS and a port where nothing listens (measured against
+/// Mosquitto 2.0 with Paho C 1.3.16: all four give exactly this). So the message lists the causes
+/// instead of naming one, and points to Paho C's trace, which has OpenSSL's own words.
+///
+/// The kind is [`FailureKind::NotTls`] for the policy it carries: before the first successful
+/// connection it is a setting to fix (stop, exit code 4), after it the broker is probably
+/// restarting (retry with backoff). Plaintext connections can only mean "nothing listens".
+fn tcp_tls_connect_failure(target: &BrokerTarget, detail: String) -> ConnectFailure {
+    let address = target.address();
+    let host = &target.credentials.host;
+    match &target.security {
+        Security::Tls(roots) => ConnectFailure {
+            kind: FailureKind::NotTls,
+            message: format!(
+                "the TLS connection to {address} failed, and Paho does not say which check failed \
+                 (it reports every TCP and TLS failure as \"TCP/TLS connect failure\"). Likely \
+                 causes: the broker's certificate is not signed by a CA you trust (checked against \
+                 {roots}; for a private broker pass --ca-file with the CA that signed it), the \
+                 certificate is not issued for \"{host}\" (use the exact host name from \
+                 creds.json), the port does not speak TLS (Link Labs' broker uses 8883), or nothing \
+                 accepts connections at {address}. Run again with --log paho_mqtt_c=debug,info to \
+                 see OpenSSL's own words (for example \"SSL alert ... unknown CA\")."
+            ),
+            detail,
+        },
+        Security::InsecurePlaintext => {
+            ConnectFailure::new(FailureKind::ConnectionRefused, target, detail)
+        }
+    }
+}
+
+/// The failure category of an MQTT v5 reason code in a CONNACK or DISCONNECT.
+fn kind_for_reason(code: paho_mqtt::ReasonCode) -> FailureKind {
+    use paho_mqtt::ReasonCode as R;
+    match code {
+        R::BadUserNameOrPassword => FailureKind::BadCredentials,
+        R::NotAuthorized => FailureKind::NotAuthorized,
+        R::Banned | R::ClientIdentifierNotValid => FailureKind::Rejected,
+        R::ServerUnavailable
+        | R::ServerBusy
+        | R::ServerShuttingDown
+        | R::QuotaExceeded
+        | R::ConnectionRateExceeded => FailureKind::ServerUnavailable,
+        R::SessionTakenOver => FailureKind::ClientIdTaken,
+        _ => FailureKind::Other,
+    }
+}
+
+/// Checks Paho's answer to a QoS 1 SUBSCRIBE: an error when refused, a warning when only QoS 0
+/// was granted (then messages can be lost without notice).
+///
+/// Paho reports a refusal either as an `Err` carrying the reason code (turned into
+/// [`SubscriptionRefused`] here) or as a granted "QoS" of 0x80 and above.
+pub fn check_subscribe(
+    result: Result<paho_mqtt::ServerResponse, paho_mqtt::Error>,
+    topic: &str,
+) -> Result<(), anyhow::Error> {
+    let refused = |reason: String| SubscriptionRefused {
+        topic: topic.to_owned(),
+        reason,
+    };
+    match result {
+        Ok(response) => match response.subscribe_response() {
+            Some(0) => {
+                tracing::warn!(
+                    "the broker granted only QoS 0 for {topic}: messages may be lost without notice"
+                );
+                Ok(())
+            }
+            Some(1 | 2) | None => Ok(()),
+            Some(code) => Err(refused(format!(
+                "{}",
+                paho_mqtt::ReasonCode::from(code as std::os::raw::c_uint)
+            ))
+            .into()),
+        },
+        Err(paho_mqtt::Error::ReasonCode(code, _)) => Err(refused(format!("{code}")).into()),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("subscribing to {topic}"))),
+    }
+}
+
+/// `ssl://host:port` for TLS (Paho's scheme for MQTT over TLS), `tcp://host:port` for plaintext.
+pub fn server_uri(target: &BrokerTarget) -> String {
+    let scheme = match target.security {
+        Security::Tls(_) => "ssl",
+        Security::InsecurePlaintext => "tcp",
+    };
+    format!("{scheme}://{}", target.address())
+}

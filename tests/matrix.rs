@@ -1,0 +1,554 @@
+//! The library and runtime matrix (issue #4): every variant binary, run as a process against a
+//! real Mosquitto, for every scenario it implements.
+//!
+//! [`MATRIX`] is the only copy of "which scenario exists on which library and runtime, and what
+//! it cannot do there". The tests below iterate it, and `readme_matrix_is_current` renders it as
+//! the table in README.md (between `<!-- matrix:start -->` and `<!-- matrix:end -->`), so the
+//! README and the tests cannot disagree. After changing the table, run
+//! `UPDATE_README=1 cargo test -p scenario-tests --test matrix readme` to rewrite that block.
+//!
+//! The variants of one scenario run side by side against one broker (each with its own client
+//! id), so a check costs about as much as one run of one binary. The paho variants must be built
+//! with `--features paho` (scripts/test builds with `--all-features`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use scenario_tests::*;
+
+/// A library and runtime combination. Its binaries are named `<scenario>-<name>`, except the
+/// default, which is the scenario's own `main.rs`.
+struct Variant {
+    /// The suffix of the binary name (`default`: none).
+    name: &'static str,
+    /// The MQTT client library.
+    library: &'static str,
+    /// The async runtime, or threads.
+    runtime: &'static str,
+    /// The TLS implementation.
+    tls: &'static str,
+    /// Built only with the package feature `paho` (needs cmake, a C compiler, OpenSSL headers).
+    paho: bool,
+}
+
+/// The columns of the matrix, in order.
+const VARIANTS: [Variant; 6] = [
+    Variant {
+        name: "default",
+        library: "rumqttc 0.25 v5 `AsyncClient`",
+        runtime: "Tokio",
+        tls: "rustls (aws-lc-rs); system roots or `--ca-file`",
+        paho: false,
+    },
+    Variant {
+        name: "rumqttc-native-tls",
+        library: "rumqttc 0.25 v5 `AsyncClient`",
+        runtime: "Tokio",
+        tls: "native-tls (OpenSSL on Linux)",
+        paho: false,
+    },
+    Variant {
+        name: "rumqttc-blocking",
+        library: "rumqttc 0.25 v5 `Client` (blocking)",
+        runtime: "threads",
+        tls: "rustls (aws-lc-rs)",
+        paho: false,
+    },
+    Variant {
+        name: "paho-async-std",
+        library: "paho-mqtt 0.14 (Paho C 1.3)",
+        runtime: "async-std (deprecated: RUSTSEC-2025-0052; use smol)",
+        tls: "OpenSSL, `verify(true)`",
+        paho: true,
+    },
+    Variant {
+        name: "paho-smol",
+        library: "paho-mqtt 0.14 (Paho C 1.3)",
+        runtime: "smol",
+        tls: "OpenSSL, `verify(true)`",
+        paho: true,
+    },
+    Variant {
+        name: "paho-tokio",
+        library: "paho-mqtt 0.14 (Paho C 1.3)",
+        runtime: "Tokio",
+        tls: "OpenSSL, `verify(true)`",
+        paho: true,
+    },
+];
+
+/// What a scenario looks like on one variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Built and tested; the practice works as in the default.
+    Supported,
+    /// Built and tested, but the library cannot do part of the practice: the footnotes say what.
+    Limited(&'static [&'static str]),
+    /// No binary: the library cannot do what the scenario is about.
+    NotPossible(&'static str),
+    /// No binary: nothing in this scenario depends on the library or runtime, so the variant
+    /// would repeat the default with the lines its `tls-connect` variant already shows.
+    NotProvided,
+}
+
+use Status::{Limited, NotPossible, NotProvided, Supported};
+
+/// Paho C sends PUBACK itself.
+const PAHO_ACKS: &str = "Paho C acknowledges each message as it arrives, before your code sees \
+     it: no ack after processing and no back-pressure. A crash loses the messages still waiting in \
+     the stream; a normal stop disconnects first and then handles them.";
+/// Paho's one TLS error.
+const PAHO_TLS_ERRORS: &str = "Paho reports an unknown CA, a certificate for another host, a \
+     port without TLS and a closed port all as \"TCP/TLS connect failure\": the error lists the \
+     likely causes and how to see OpenSSL's own words (`--log paho_mqtt_c=debug,info`).";
+
+/// A row of the matrix: one scenario, one status per entry of [`VARIANTS`].
+struct Row {
+    scenario: &'static str,
+    cells: [Status; 6],
+}
+
+/// THE matrix. README.md's table is rendered from this; the tests run every binary it lists.
+const MATRIX: &[Row] = &[
+    Row {
+        scenario: "tls-connect",
+        cells: [
+            Supported,
+            Supported,
+            Supported,
+            Limited(&[PAHO_ACKS, PAHO_TLS_ERRORS]),
+            Limited(&[PAHO_ACKS, PAHO_TLS_ERRORS]),
+            Limited(&[PAHO_ACKS, PAHO_TLS_ERRORS]),
+        ],
+    },
+    Row {
+        scenario: "persistent-session",
+        cells: [
+            Supported,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+        ],
+    },
+    Row {
+        scenario: "clean-session",
+        cells: [
+            Supported,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+        ],
+    },
+    Row {
+        scenario: "qos1-at-least-once",
+        cells: [
+            Supported,
+            NotProvided,
+            NotProvided,
+            NotPossible(PAHO_QOS1),
+            NotPossible(PAHO_QOS1),
+            NotPossible(PAHO_QOS1),
+        ],
+    },
+    Row {
+        scenario: "shared-subscription",
+        cells: [
+            Supported,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+        ],
+    },
+    Row {
+        scenario: "client-id-collision",
+        cells: [
+            Supported,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+            NotProvided,
+        ],
+    },
+];
+
+/// Why there is no paho `qos1-at-least-once`.
+const PAHO_QOS1: &str = "Not possible with Paho: the C library sends PUBACK before your code \
+     sees the message, so a crash while handling it loses the message instead of getting it \
+     redelivered, and redelivery is what this scenario is about.";
+
+/// The binary of `scenario` on `variant`.
+fn binary(scenario: &str, variant: &Variant) -> String {
+    if variant.name == "default" {
+        scenario.to_owned()
+    } else {
+        format!("{scenario}-{}", variant.name)
+    }
+}
+
+/// The variants of `scenario` that have a binary: `(binary name, variant)`.
+fn runnable(scenario: &str) -> Vec<(String, &'static Variant)> {
+    let row = MATRIX
+        .iter()
+        .find(|row| row.scenario == scenario)
+        .unwrap_or_else(|| panic!("{scenario} is not in MATRIX"));
+    VARIANTS
+        .iter()
+        .zip(row.cells.iter())
+        .filter(|(_, status)| matches!(status, Supported | Limited(_)))
+        .map(|(variant, _)| (binary(scenario, variant), variant))
+        .collect()
+}
+
+/// A client id unique to this test and variant (Mosquitto allows one connection per id).
+fn client_id(test: &str, variant: &Variant) -> String {
+    format!("matrix-{test}-{}", variant.name)
+}
+
+/// `--creds <file> --ca-file <CA>` for a creds object.
+fn creds_args(fx: &Fixture, creds: &Value, ca: &Path) -> Vec<String> {
+    vec![
+        "--creds".into(),
+        path_str(&fx.write(creds)),
+        "--ca-file".into(),
+        path_str(ca),
+    ]
+}
+
+/// Spawns one process per runnable variant of `scenario`, with the arguments `args` builds.
+fn spawn_all(
+    scenario: &str,
+    mut args: impl FnMut(&Variant) -> Vec<String>,
+) -> Vec<(String, ExampleProcess)> {
+    runnable(scenario)
+        .into_iter()
+        .map(|(bin, variant)| {
+            let process = spawn(&bin, &args(variant));
+            (bin, process)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tls-connect
+
+#[test]
+fn tls_connect_every_variant_receives_count_messages_and_exits_cleanly() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        let mut args = fx.args(&client_id("count", variant));
+        args.extend(["--count".into(), "5".into()]);
+        args
+    });
+    for (_, sub) in &subs {
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish(5);
+
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(seqs(sub), vec![0, 1, 2, 3, 4], "{bin}:\n{transcript}");
+        assert!(
+            sub.stderr()
+                .contains("processed 5 messages; disconnected cleanly"),
+            "{bin}:\n{transcript}"
+        );
+        assert!(
+            !transcript.contains(fx.broker.password()),
+            "{bin} printed the password"
+        );
+    }
+}
+
+#[test]
+fn tls_connect_every_variant_stops_on_sigterm_with_a_clean_disconnect() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        fx.args(&client_id("term", variant))
+    });
+    for (_, sub) in &subs {
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish(2);
+    for (bin, sub) in &subs {
+        assert_eq!(
+            sub.wait_for_count(|l| l.starts_with("message "), 2, WAIT),
+            2,
+            "{bin}:\n{}",
+            sub.transcript()
+        );
+    }
+    for (_, sub) in &subs {
+        sub.terminate();
+    }
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        assert!(status.success(), "{bin}: {status}\n{}", sub.transcript());
+        assert_eq!(seqs(sub), vec![0, 1], "{bin}:\n{}", sub.transcript());
+        expect_line(sub, "disconnected cleanly");
+    }
+    // A DISCONNECT packet, not a dropped socket: Mosquitto logs "Client <id> disconnected".
+    for (_, variant) in runnable("tls-connect") {
+        let id = client_id("term", variant);
+        assert!(
+            fx.broker
+                .wait_for_log(&format!("Client {id} disconnected"), WAIT),
+            "{id}: no clean DISCONNECT\n{}",
+            fx.broker.log()
+        );
+    }
+}
+
+#[test]
+fn tls_connect_every_variant_refuses_a_broker_signed_by_another_ca() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        creds_args(
+            &fx,
+            &fx.creds(&client_id("wrong-ca", variant)),
+            fx.broker.wrong_ca_path(),
+        )
+    });
+    for (bin, sub) in &mut subs {
+        let mut needles = vec!["not signed by a CA you trust", "--ca-file"];
+        if bin.contains("-paho-") {
+            needles.push("Paho does not say which check failed");
+        }
+        expect_failure(sub, 4, &needles);
+    }
+}
+
+#[test]
+fn tls_connect_every_variant_refuses_a_certificate_for_another_host() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        let mut creds = fx.creds(&client_id("wrong-name", variant));
+        creds["port"] = json!(fx.broker.wrong_name_tls_port());
+        creds_args(&fx, &creds, fx.broker.ca_path())
+    });
+    for (bin, sub) in &mut subs {
+        let mut needles = vec!["not issued for \"localhost\""];
+        if bin.contains("-paho-") {
+            needles.push("Paho does not say which check failed");
+        }
+        expect_failure(sub, 4, &needles);
+    }
+}
+
+#[test]
+fn tls_connect_every_variant_refuses_a_wrong_password_without_retrying() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        let mut creds = fx.creds(&client_id("wrong-password", variant));
+        creds["password"] = json!("not-the-password");
+        creds_args(&fx, &creds, fx.broker.ca_path())
+    });
+    for (bin, sub) in &mut subs {
+        // Mosquitto answers a wrong password with CONNACK 0x87 "not authorized".
+        expect_failure(sub, 5, &["refused the connection as not authorized"]);
+        assert!(
+            !sub.transcript().contains("not-the-password"),
+            "{bin} printed the password"
+        );
+        assert!(
+            !sub.stderr().contains("Reconnecting"),
+            "{bin} retried a wrong password:\n{}",
+            sub.transcript()
+        );
+    }
+}
+
+#[test]
+fn tls_connect_every_variant_runs_against_the_demo_broker_without_credentials() {
+    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut subs: Vec<(String, ExampleProcess)> = runnable("tls-connect")
+        .into_iter()
+        .map(|(bin, _)| {
+            let mut command = mosquitto_harness::example_command(&bin);
+            command.current_dir(cwd.path()).args(["--count", "3"]);
+            let process = ExampleProcess::spawn_command(command).expect("spawn");
+            (bin, process)
+        })
+        .collect();
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert!(transcript.contains("DEMO BROKER"), "{bin}:\n{transcript}");
+        assert_eq!(
+            sub.count_lines(|l| l.starts_with("message ")),
+            3,
+            "{bin}:\n{transcript}"
+        );
+        assert!(
+            !transcript.contains("panicked"),
+            "{bin} panicked:\n{transcript}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix itself
+
+/// The workspace root (this file lives in `tests/`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Renders [`MATRIX`] as the Markdown block README.md carries between the markers.
+fn render_matrix() -> String {
+    let mut notes: Vec<&str> = Vec::new();
+    let mut note_number = |text: &'static str| -> usize {
+        match notes.iter().position(|n| *n == text) {
+            Some(i) => i + 1,
+            None => {
+                notes.push(text);
+                notes.len()
+            }
+        }
+    };
+    let mut out = String::new();
+    out.push_str("| variant | library | runtime | TLS | build needs |\n|---|---|---|---|---|\n");
+    for variant in &VARIANTS {
+        let needs = if variant.paho {
+            "`--features paho`: cmake, C compiler, pkg-config, libssl-dev"
+        } else {
+            "a Rust toolchain"
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {needs} |\n",
+            variant.name, variant.library, variant.runtime, variant.tls
+        ));
+    }
+    out.push('\n');
+    out.push_str("| scenario |");
+    for variant in &VARIANTS {
+        out.push_str(&format!(" `{}` |", variant.name));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(VARIANTS.len()));
+    out.push('\n');
+    for row in MATRIX {
+        out.push_str(&format!("| `{}` |", row.scenario));
+        for (variant, status) in VARIANTS.iter().zip(row.cells.iter()) {
+            let cell = match status {
+                Supported => format!("✓ `{}`", binary(row.scenario, variant)),
+                Limited(why) => {
+                    let marks: Vec<String> = why
+                        .iter()
+                        .map(|text| format!("[{}]", note_number(text)))
+                        .collect();
+                    format!("✓ `{}` {}", binary(row.scenario, variant), marks.join(""))
+                }
+                NotPossible(why) => format!("not possible: see [{}]", note_number(why)),
+                NotProvided => "—".to_owned(),
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(
+        "✓: the binary exists and `tests/matrix.rs` runs it against Mosquitto. —: no variant; \
+         nothing in that scenario depends on the library or runtime (the `tls-connect` variant \
+         shows the lines that change), use the default.\n",
+    );
+    for (i, note) in notes.iter().enumerate() {
+        out.push_str(&format!("\n[{}] {note}\n", i + 1));
+    }
+    out
+}
+
+const START: &str = "<!-- matrix:start (generated from tests/matrix.rs: UPDATE_README=1 cargo test -p scenario-tests --test matrix readme) -->";
+const END: &str = "<!-- matrix:end -->";
+
+#[test]
+fn readme_matrix_is_current() {
+    let path = workspace_root().join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let rendered = format!("{START}\n{}{END}", render_matrix());
+    let start = readme.find(START);
+    let end = readme.find(END);
+    let current = match (start, end) {
+        (Some(s), Some(e)) if s < e => Some(&readme[s..e + END.len()]),
+        _ => None,
+    };
+    if current == Some(rendered.as_str()) {
+        return;
+    }
+    if std::env::var_os("UPDATE_README").is_some() {
+        let (Some(s), Some(e)) = (start, end) else {
+            panic!("README.md has no {START} ... {END} block to update");
+        };
+        let updated = format!("{}{rendered}{}", &readme[..s], &readme[e + END.len()..]);
+        std::fs::write(&path, updated).expect("write README.md");
+        return;
+    }
+    panic!(
+        "README.md's matrix block differs from tests/matrix.rs. Run\n  UPDATE_README=1 cargo test \
+         -p scenario-tests --test matrix readme\nExpected block:\n{rendered}"
+    );
+}
+
+/// The `[[bin]]` entries of a package: `(name, required-features mentions "paho")`.
+fn declared_binaries(package: &str) -> Vec<(String, bool)> {
+    let manifest = workspace_root()
+        .join("examples")
+        .join(package)
+        .join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|err| panic!("{}: {err}", manifest.display()));
+    text.split("[[bin]]")
+        .skip(1)
+        .map(|block| {
+            let block = block.split("\n[").next().unwrap_or(block);
+            let name = block
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("name = "))
+                .map(|value| value.trim_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("{}: [[bin]] without a name", manifest.display()));
+            let paho = block.contains("required-features = [\"paho\"]");
+            (name, paho)
+        })
+        .collect()
+}
+
+#[test]
+fn every_binary_is_in_the_matrix_and_every_matrix_binary_is_declared() {
+    for row in MATRIX {
+        let declared = declared_binaries(row.scenario);
+        let declared_names: BTreeSet<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+        let listed: BTreeSet<String> = runnable(row.scenario)
+            .into_iter()
+            .map(|(bin, _)| bin)
+            .collect();
+        let listed_names: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        assert_eq!(
+            declared_names, listed_names,
+            "examples/{}/Cargo.toml [[bin]] vs MATRIX",
+            row.scenario
+        );
+        for (name, behind_feature) in &declared {
+            let variant = VARIANTS
+                .iter()
+                .find(|v| binary(row.scenario, v) == *name)
+                .expect("listed above");
+            assert_eq!(
+                *behind_feature, variant.paho,
+                "{name}: paho binaries need `required-features = [\"paho\"]`, others must not"
+            );
+        }
+    }
+}
