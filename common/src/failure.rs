@@ -226,6 +226,12 @@ impl ConnectFailure {
                     _ => FailureKind::ConnectionLost,
                 }
             }
+            // "Connection closed by peer abruptly": the broker ended the connection cleanly (TCP
+            // FIN, or TLS close_notify then FIN). Mosquitto does this to the old connection when a
+            // client with the same id connects.
+            ConnectionError::MqttState(StateError::ConnectionAborted) => {
+                FailureKind::ConnectionLost
+            }
             ConnectionError::Timeout(_) => FailureKind::Timeout,
             // A TLS-layer error that is not about certificates (typically "tls handshake eof"):
             // the port closed on our ClientHello, which is what a plaintext port does.

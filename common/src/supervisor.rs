@@ -9,9 +9,13 @@
 //! Client-id collisions are detected two ways, because brokers differ:
 //! - an MQTT v5 DISCONNECT with reason 0x8E *Session taken over* (mqtt5's broker, EMQX, HiveMQ):
 //!   definitive, we stop at once;
-//! - the connection closed right after a successful CONNACK, several times in a row (Mosquitto
-//!   2.0 just closes the socket without a reason code, and rumqttc 0.25.1 cannot parse the short
-//!   3-byte DISCONNECT some brokers send, so the reason code often never reaches us).
+//! - the broker closed the connection right after a successful CONNACK, several times in a row
+//!   (Mosquitto 2.0 just closes the socket without a reason code, and rumqttc 0.25.1 cannot parse
+//!   the short 3-byte DISCONNECT some brokers send, so the reason code often never reaches us).
+//!   Only failures where the *broker* closed the connection count ([`FailureKind::ConnectionLost`],
+//!   or [`FailureKind::PlaintextToTlsPort`], which is how a close reads on plaintext): a message
+//!   too large for us, or a broker shutting down, right after every CONNACK is another problem
+//!   and must not be reported as a client-id clash.
 
 use std::time::{Duration, Instant};
 
@@ -77,8 +81,9 @@ impl ConnectionSupervisor {
         self.ever_connected
     }
 
-    /// When the current run of quick drops began: the moment another client with our id probably
-    /// first took over. Used to report detection time.
+    /// When the current run of quick drops began: the moment we saw the first drop, which is when
+    /// another client with our id probably first took over (its CONNACK closes our connection).
+    /// Also set when a DISCONNECT 0x8E ends the connection. Used to report detection time.
     pub fn takeover_suspected_at(&self) -> Option<Instant> {
         self.takeover_suspected_at
     }
@@ -101,6 +106,8 @@ impl ConnectionSupervisor {
         }
 
         if failure.kind == FailureKind::ClientIdTaken {
+            // DISCONNECT 0x8E: the takeover is this very drop.
+            self.takeover_suspected_at.get_or_insert_with(Instant::now);
             return NextStep::GiveUp(failure);
         }
         let fatal_always = matches!(
@@ -122,10 +129,19 @@ impl ConnectionSupervisor {
             return NextStep::GiveUp(failure);
         }
 
+        // Did the broker end the connection (as it does on a takeover), or did something else?
+        let broker_closed = matches!(
+            failure.kind,
+            FailureKind::ConnectionLost | FailureKind::PlaintextToTlsPort
+        );
         match lived {
+            // Anything else right after CONNACK (a packet too large, "server shutting down") is
+            // neither a sign of a clash nor proof against one: it does not change the count.
+            Some(lived) if lived < QUICK_DROP && !broker_closed => {}
             Some(lived) if lived < QUICK_DROP => {
                 if self.quick_drops == 0 {
-                    self.takeover_suspected_at = Some(Instant::now() - lived);
+                    // The drop, not our CONNACK: that is when the other client connected.
+                    self.takeover_suspected_at = Some(Instant::now());
                 }
                 self.quick_drops += 1;
                 if self.quick_drops >= QUICK_DROPS_FOR_COLLISION {
@@ -158,5 +174,118 @@ impl ConnectionSupervisor {
             failure.detail
         );
         NextStep::RetryAfter(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Security;
+    use crate::credentials::{Credentials, CredentialsOrigin};
+
+    fn target() -> BrokerTarget {
+        let json = r#"{"host": "localhost", "port": 8883, "clientId": "c1", "username": "u",
+                       "password": "p", "topic": "t/#"}"#;
+        let credentials = Credentials::from_json_str(json, CredentialsOrigin::Other("test".into()))
+            .expect("valid test credentials");
+        BrokerTarget {
+            client_id: "c1".into(),
+            credentials,
+            security: Security::Tls(crate::TlsRoots::from_ca_file(None)),
+            creds_path: "creds.json".into(),
+        }
+    }
+
+    /// A CONNACK, then at once a failure of `kind`.
+    fn quick_drop(supervisor: &mut ConnectionSupervisor, kind: FailureKind) -> NextStep {
+        supervisor.connected();
+        let failure = ConnectFailure::new(kind, &supervisor.target.clone(), "test");
+        supervisor.decide(failure)
+    }
+
+    #[test]
+    fn three_quick_closes_by_the_broker_mean_our_id_is_taken() {
+        let mut supervisor = ConnectionSupervisor::new(&target());
+        supervisor.connected();
+        // Our connection lives a moment before the other client takes it over.
+        std::thread::sleep(Duration::from_millis(5));
+        let after_connack = Instant::now();
+        let failure = ConnectFailure::new(FailureKind::ConnectionLost, &target(), "test");
+        assert!(matches!(
+            supervisor.decide(failure),
+            NextStep::RetryAfter(_)
+        ));
+        // Dated at the drop (when the other client came), not at our own CONNACK.
+        let suspected = supervisor
+            .takeover_suspected_at()
+            .expect("set at the first drop");
+        assert!(suspected >= after_connack);
+        assert!(matches!(
+            quick_drop(&mut supervisor, FailureKind::ConnectionLost),
+            NextStep::RetryAfter(_)
+        ));
+        match quick_drop(&mut supervisor, FailureKind::ConnectionLost) {
+            NextStep::GiveUp(failure) => {
+                assert_eq!(failure.kind, FailureKind::ClientIdTaken);
+                assert!(failure
+                    .message
+                    .contains("\"c1\" is used by another process"));
+            }
+            other => panic!("expected to give up, got {other:?}"),
+        }
+        assert_eq!(supervisor.takeover_suspected_at(), Some(suspected));
+    }
+
+    #[test]
+    fn quick_failures_the_broker_did_not_cause_are_not_a_clash() {
+        let mut supervisor = ConnectionSupervisor::new(&target());
+        for _ in 0..10 {
+            for kind in [FailureKind::ServerUnavailable, FailureKind::Other] {
+                assert!(matches!(
+                    quick_drop(&mut supervisor, kind),
+                    NextStep::RetryAfter(_)
+                ));
+            }
+        }
+        assert_eq!(supervisor.takeover_suspected_at(), None);
+        // ... and they do not interrupt a run of broker closes either.
+        quick_drop(&mut supervisor, FailureKind::ConnectionLost);
+        quick_drop(&mut supervisor, FailureKind::Other);
+        quick_drop(&mut supervisor, FailureKind::ConnectionLost);
+        assert!(matches!(
+            quick_drop(&mut supervisor, FailureKind::ConnectionLost),
+            NextStep::GiveUp(ConnectFailure {
+                kind: FailureKind::ClientIdTaken,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn disconnect_0x8e_gives_up_at_once_and_dates_the_takeover() {
+        use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+        use rumqttc::v5::{ConnectionError, StateError};
+
+        // What rumqttc reports when it can parse the broker's DISCONNECT 0x8E.
+        let err = ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code: DisconnectReasonCode::SessionTakenOver,
+            reason_string: None,
+        });
+        let mut supervisor = ConnectionSupervisor::new(&target());
+        supervisor.connected();
+        match supervisor.failed(&err) {
+            NextStep::GiveUp(failure) => assert_eq!(failure.kind, FailureKind::ClientIdTaken),
+            other => panic!("expected to give up at the first 0x8E, got {other:?}"),
+        }
+        assert!(supervisor.takeover_suspected_at().is_some());
+    }
+
+    #[test]
+    fn mosquittos_takeover_close_reads_as_a_lost_connection() {
+        // Mosquitto 2.0 closes the old connection cleanly; rumqttc says "closed by peer abruptly".
+        let err =
+            rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ConnectionAborted);
+        let failure = ConnectFailure::from_rumqttc(&err, &target());
+        assert_eq!(failure.kind, FailureKind::ConnectionLost);
     }
 }
