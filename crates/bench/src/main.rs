@@ -1,0 +1,473 @@
+//! # bench — measured reasons to pick a library and runtime
+//!
+//! Starts the harness Mosquitto (TLS, password, MQTT v5, queues raised so the broker drops
+//! nothing — and checks its log that it did not) and measures **the real example binaries** as
+//! processes, every variant in `src/variants.rs`, plus `mosquitto_sub` (C) as an outside control:
+//!
+//! 1. throughput (50,000 QoS 1 messages, pipelined publisher), loss and duplicates;
+//! 2. end-to-end latency at a fixed 1,000 msg/s (p50 / p99 / max);
+//! 3. shared-subscription scaling, k = 1, 2, 4 processes with 2 ms of work per message;
+//! 4. takeover detection (two processes, one client id);
+//! 5. reconnect after the broker was down for 3 s, and a persistent session's backlog;
+//! 6. peak RSS of each consumer and stripped binary size.
+//!
+//! **Run it.**
+//! ```text
+//! cargo run --release -p bench            # builds the variants first, ~5 min; writes docs/
+//! cargo run -p bench -- --quick           # CI smoke test: correctness only, < 1 min
+//! ```
+//! Before measuring it runs `cargo build --workspace --bins --all-features` in its own profile
+//! (it prints the command; `--all-features` brings in the Paho variants, as `scripts/test`
+//! builds them), so the binaries measured are the ones of this checkout. `--no-build` skips
+//! that. Needs what `scripts/test` installs: mosquitto, mosquitto-clients, cmake, pkg-config,
+//! libssl-dev.
+//!
+//! **Output.** A Markdown table printed and written to `docs/benchmarks.md`, and
+//! `docs/benchmarks.svg` (with `--quick`: `target/bench-quick/`). The last line is
+//! `bench: N passed, M failed`, one check per correctness property (no loss, every expected
+//! variant measured, the broker dropped nothing). Timings are reported, never asserted.
+
+mod chart;
+mod phases;
+mod proc;
+mod report;
+mod stats;
+mod traffic;
+mod variants;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use crate::phases::{Ctx, Sizes, Traffic};
+use crate::report::{Meta, Row};
+use crate::variants::{Role, VARIANTS};
+
+/// Measure the example binaries against a real Mosquitto and write docs/benchmarks.{md,svg}.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// CI smoke test: a few thousand messages, a 1 s outage; checks correctness only (no loss,
+    /// every expected variant built and measured), never a time. Fails otherwise.
+    #[arg(long)]
+    quick: bool,
+
+    /// Do not run `cargo build` first; measure whatever is built in this profile.
+    #[arg(long)]
+    no_build: bool,
+
+    /// Directory for benchmarks.md and benchmarks.svg.
+    /// Default: docs/ (full run), target/bench-quick/ (--quick).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Measure only the variants whose name contains this text (repeatable), e.g.
+    /// `--only paho`. For investigating one variant; the report then has only those rows.
+    #[arg(long, value_name = "TEXT")]
+    only: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(checks) => {
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            for check in checks.iter().filter(|c| !c.ok) {
+                eprintln!("FAILED: {}: {}", check.name, check.detail);
+            }
+            println!("bench: {} passed, {} failed", checks.len() - failed, failed);
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("bench: error: {err:#}");
+            println!("bench: 0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One correctness property.
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+fn check(checks: &mut Vec<Check>, name: impl Into<String>, result: Result<(), String>) {
+    let name = name.into();
+    match &result {
+        Ok(()) => eprintln!("  ok: {name}"),
+        Err(detail) => eprintln!("  FAILED: {name}: {detail}"),
+    }
+    checks.push(Check {
+        name,
+        ok: result.is_ok(),
+        detail: result.err().unwrap_or_default(),
+    });
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+fn run(args: &Args) -> anyhow::Result<Vec<Check>> {
+    let started = Instant::now();
+    let root = workspace_root();
+    let exe = std::env::current_exe().context("locating the bench executable")?;
+    let bin_dir = exe
+        .parent()
+        .context("the bench executable has no directory")?
+        .to_path_buf();
+    let profile = bin_dir
+        .file_name()
+        .map_or_else(|| "?".to_owned(), |n| n.to_string_lossy().into_owned());
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    if !args.quick && profile != "release" {
+        eprintln!(
+            "bench: WARNING: this is a {profile} build; the figures are only meaningful with \
+             `cargo run --release -p bench`"
+        );
+    }
+    if !args.no_build {
+        build(&root, &profile)?;
+    }
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        if args.quick {
+            root.join("target").join("bench-quick")
+        } else {
+            root.join("docs")
+        }
+    });
+
+    let mut ctx = Ctx::new(sizes, bin_dir)?;
+    let mut checks = Vec::new();
+    let mut rows: Vec<Row> = VARIANTS
+        .iter()
+        .filter(|v| args.only.is_empty() || args.only.iter().any(|o| v.name.contains(o.as_str())))
+        .map(|v| Row::new(v, ctx.locate(v)))
+        .collect();
+
+    eprintln!("bench: variants");
+    for row in &mut rows {
+        match &row.program {
+            Some(path) => {
+                row.size = phases::stripped_size(path, ctx.dir.path());
+                eprintln!("  {:<34} {}", row.variant.name, path.display());
+            }
+            None => eprintln!("  {:<34} not built", row.variant.name),
+        }
+        if args.quick && row.variant.expected {
+            check(
+                &mut checks,
+                format!("{} is built", row.variant.name),
+                if row.built() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} not found in {} (expected variant)",
+                        row.variant.binary,
+                        ctx.bin_dir.display()
+                    ))
+                },
+            );
+        }
+    }
+
+    consumers(&mut ctx, &mut rows, &mut checks)?;
+    for row in rows.iter_mut().filter(|r| r.variant.role == Role::Shared) {
+        shared(&mut ctx, row, &mut checks);
+    }
+    for row in rows.iter_mut().filter(|r| r.variant.role == Role::Takeover) {
+        takeover(&mut ctx, row, &mut checks);
+    }
+    eprintln!(
+        "bench: reconnect (broker down {} s)",
+        ctx.sizes.broker_down.as_secs_f64()
+    );
+    for row in rows
+        .iter_mut()
+        .filter(|r| matches!(r.variant.role, Role::Consumer | Role::Backlog))
+    {
+        let Some(program) = row.program.clone() else {
+            continue;
+        };
+        let persistent = row.variant.role == Role::Backlog;
+        let result = phases::reconnect_run(&mut ctx, row.variant, &program, persistent);
+        let name = format!(
+            "{} {} after a broker restart",
+            row.variant.name,
+            if persistent {
+                "gets its backlog"
+            } else {
+                "resubscribes and receives"
+            }
+        );
+        check(
+            &mut checks,
+            name,
+            match &result {
+                Ok(run) if run.delivered >= run.published => {
+                    eprintln!("    reconnected after {:.0} ms", run.reconnect_ms);
+                    Ok(())
+                }
+                Ok(run) => Err(format!(
+                    "{} of {} lost",
+                    run.published - run.delivered,
+                    run.published
+                )),
+                Err(err) => Err(format!("{err:#}")),
+            },
+        );
+        row.reconnect = Some(result.map_err(|e| format!("{e:#}")));
+    }
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let meta = Meta {
+        quick: args.quick,
+        profile,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu: cpu_model(),
+        mosquitto: mosquitto_version(),
+        date: report::date(now),
+        sizes: ctx.sizes,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let md = report::markdown(&meta, &rows);
+    println!("\n{md}");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let md_path = out_dir.join("benchmarks.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let svg_path = out_dir.join("benchmarks.svg");
+    match chart::write_svg(&svg_path, &rows) {
+        Ok(()) => eprintln!(
+            "bench: wrote {} and {}",
+            md_path.display(),
+            svg_path.display()
+        ),
+        Err(err) => check(&mut checks, "chart", Err(format!("{err:#}"))),
+    }
+    Ok(checks)
+}
+
+/// Throughput and latency of every consumer (one at a time), on one broker.
+fn consumers(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) -> anyhow::Result<()> {
+    let broker = phases::start_broker(false)?;
+    let sizes = ctx.sizes;
+    let mut published = 0;
+    let mut received = 0;
+    for (what, traffic) in [
+        ("throughput", Traffic::Burst(sizes.throughput)),
+        ("latency", Traffic::Paced(sizes.latency, sizes.latency_rate)),
+    ] {
+        eprintln!("bench: {what} ({traffic:?})");
+        for row in rows.iter_mut().filter(|r| r.variant.role == Role::Consumer) {
+            let Some(program) = row.program.clone() else {
+                continue;
+            };
+            let result = phases::consumer_run(ctx, &broker, row.variant, &program, traffic);
+            let verdict = match &result {
+                Ok(run) => {
+                    published += run.published;
+                    received += run.figures.unique;
+                    eprintln!(
+                        "    {:<34} {:>8.0} msg/s  p50 {:>6} µs  p99 {:>6} µs  max {:>7} µs  \
+                         lost {} dup {}  RSS {:.1} MiB",
+                        row.variant.name,
+                        run.figures.rate,
+                        run.figures.p50_us,
+                        run.figures.p99_us,
+                        run.figures.max_us,
+                        run.lost(),
+                        run.duplicates(),
+                        run.max_rss_kib as f64 / 1024.0
+                    );
+                    if run.lost() == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{} of {} lost", run.lost(), run.published))
+                    }
+                }
+                Err(err) => Err(format!("{err:#}")),
+            };
+            check(
+                checks,
+                format!("{what} {}: measured, nothing lost", row.variant.name),
+                verdict,
+            );
+            let result = result.map_err(|e| format!("{e:#}"));
+            match what {
+                "throughput" => row.throughput = Some(result),
+                _ => row.latency = Some(result),
+            }
+        }
+    }
+    let dropped = phases::check_broker_dropped_nothing(&broker).map_err(|e| e.to_string());
+    check(
+        checks,
+        format!("the broker dropped nothing ({received} of {published} delivered, log clean)"),
+        dropped.and_then(|()| {
+            if received >= published {
+                Ok(())
+            } else {
+                Err(format!("{} messages missing", published - received))
+            }
+        }),
+    );
+    Ok(())
+}
+
+fn shared(ctx: &mut Ctx, row: &mut Row, checks: &mut Vec<Check>) {
+    let Some(program) = row.program.clone() else {
+        return;
+    };
+    eprintln!("bench: shared subscription ({} messages)", ctx.sizes.shared);
+    for k in [1, 2, 4] {
+        let result = phases::shared_run(ctx, row.variant, &program, k);
+        let verdict = match &result {
+            Ok(run) => {
+                eprintln!(
+                    "    k={k}: {:.0} msg/s, split {:?}, lost {}",
+                    run.rate,
+                    run.received,
+                    run.lost()
+                );
+                if run.lost() == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{} of {} lost", run.lost(), run.published))
+                }
+            }
+            Err(err) => Err(format!("{err:#}")),
+        };
+        check(
+            checks,
+            format!("{} k={k}: nothing lost", row.variant.name),
+            verdict,
+        );
+        row.shared.push(result.map_err(|e| format!("{e:#}")));
+    }
+}
+
+fn takeover(ctx: &mut Ctx, row: &mut Row, checks: &mut Vec<Check>) {
+    let Some(program) = row.program.clone() else {
+        return;
+    };
+    eprintln!("bench: takeover detection");
+    for _ in 0..ctx.sizes.takeover_runs {
+        let result = phases::takeover_run(ctx, row.variant, &program);
+        let verdict = match &result {
+            Ok(run) => {
+                eprintln!(
+                    "    Mosquitto: detected {:.0} ms after the takeover (self-reported {:?} ms, exit {:?})",
+                    run.detect_ms, run.self_reported_ms, run.exit_code
+                );
+                if run.exit_code == Some(6) {
+                    Ok(())
+                } else {
+                    Err(format!("exit code {:?}, expected 6", run.exit_code))
+                }
+            }
+            Err(err) => Err(format!("{err:#}")),
+        };
+        check(
+            checks,
+            format!("{} detects a second process with its id", row.variant.name),
+            verdict,
+        );
+        row.takeover.push(result.map_err(|e| format!("{e:#}")));
+    }
+    let result = phases::takeover_demo(row.variant, &program);
+    let verdict = match &result {
+        Ok(run) => {
+            eprintln!(
+                "    embedded mqtt5 broker: detected {:.0} ms after the takeover (exit {:?})",
+                run.detect_ms, run.exit_code
+            );
+            Ok(())
+        }
+        Err(err) => Err(format!("{err:#}")),
+    };
+    check(
+        checks,
+        format!("{} demo mode detects the collision", row.variant.name),
+        verdict,
+    );
+    row.takeover_demo = Some(result.map_err(|e| format!("{e:#}")));
+}
+
+/// `cargo build --workspace --bins --all-features` in this profile (as `scripts/test` builds),
+/// so that the binaries measured are those of this checkout, the Paho variants included.
+fn build(root: &Path, profile: &str) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins", "--all-features"]);
+    match profile {
+        "release" => {
+            command.arg("--release");
+        }
+        "debug" => {}
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    let shown: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    eprintln!("bench: building the variants: {}", shown.join(" "));
+    let took = Instant::now();
+    let status = command.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", shown.join(" "));
+    }
+    eprintln!("bench: build done in {:.0} s", took.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+fn mosquitto_version() -> String {
+    let program = phases::find_on_path("mosquitto")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/mosquitto")))
+        .unwrap_or_default();
+    Command::new(program)
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.lines()
+                .find(|l| l.contains("version"))
+                .map(|l| l.trim().replace("mosquitto version", "Mosquitto"))
+        })
+        .unwrap_or_else(|| "Mosquitto".to_owned())
+}
