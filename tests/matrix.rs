@@ -169,11 +169,11 @@ const MATRIX: &[Row] = &[
         scenario: "client-id-collision",
         cells: [
             Supported,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
+            Supported,
+            Supported,
+            Limited(&[PAHO_ACKS]),
+            Limited(&[PAHO_ACKS]),
+            Limited(&[PAHO_ACKS]),
         ],
     },
 ];
@@ -393,6 +393,111 @@ fn tls_connect_every_variant_runs_against_the_demo_broker_without_credentials() 
             !transcript.contains("panicked"),
             "{bin} panicked:\n{transcript}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// client-id-collision
+
+/// The plain message of exit code 6.
+const ID_IN_USE: &str = "is used by another process";
+
+#[test]
+fn client_id_collision_every_variant_detects_a_shared_id_and_exits_6() {
+    let fx = Fixture::new();
+    // Per variant, two processes with one client id. The default's production shape is
+    // `--single` (without it, it stages the fight between two connections of one process).
+    let args_for = |variant: &Variant| {
+        let mut args = fx.args(&client_id("collide", variant));
+        if variant.name == "default" {
+            args.push("--single".into());
+        }
+        args
+    };
+    let pairs: Vec<(String, String, ExampleProcess, ExampleProcess)> =
+        runnable("client-id-collision")
+            .into_iter()
+            .map(|(bin, variant)| {
+                // The second starts at once: the fight then begins at its first CONNACK.
+                let first = spawn(&bin, &args_for(variant));
+                let second = spawn(&bin, &args_for(variant));
+                (bin, client_id("collide", variant), first, second)
+            })
+            .collect();
+
+    let mut survivors: Vec<(String, ExampleProcess)> = Vec::new();
+    for (bin, id, mut first, mut second) in pairs {
+        let deadline = std::time::Instant::now() + WAIT;
+        let (first_status, second_status) = loop {
+            let statuses = (first.try_exit_status(), second.try_exit_status());
+            if statuses.0.is_some() || statuses.1.is_some() || std::time::Instant::now() >= deadline
+            {
+                break statuses;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let (mut loser, survivor) = match (first_status, second_status) {
+            (Some(_), _) => (first, second),
+            (None, Some(_)) => (second, first),
+            (None, None) => panic!(
+                "{bin}: still fighting:\n{}\n{}",
+                first.transcript(),
+                second.transcript()
+            ),
+        };
+        expect_failure(&mut loser, 6, &[ID_IN_USE, &id, "--instance"]);
+        let stderr = loser.stderr();
+        let detection = stderr
+            .lines()
+            .find(|line| line.contains("client id collision detected"))
+            .unwrap_or_else(|| panic!("{bin}: no detection line:\n{}", loser.transcript()));
+        println!(
+            "{bin}: {}",
+            detection.split_once("ERROR").map_or("", |(_, d)| d.trim())
+        );
+        survivors.push((bin, survivor));
+    }
+
+    // The survivors are connected and working (or gave up as well, in the same round).
+    let is_message = |line: &str| line.starts_with("message ") || line.contains("] message ");
+    let before: Vec<usize> = survivors
+        .iter()
+        .map(|(_, p)| p.count_lines(is_message))
+        .collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seq = 1000;
+    loop {
+        let mut pending = Vec::new();
+        for ((bin, process), seen) in survivors.iter_mut().zip(&before) {
+            if process.try_exit_status().is_none() && process.count_lines(is_message) <= *seen {
+                pending.push(bin.clone());
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running but receiving nothing: {pending:?}"
+        );
+        fx.publish_from(seq, 1);
+        seq += 1;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    for (bin, mut survivor) in survivors {
+        if survivor.try_exit_status().is_some() {
+            expect_failure(&mut survivor, 6, &[ID_IN_USE]);
+            println!("{bin}: both processes gave up in the same round");
+            continue;
+        }
+        survivor.terminate();
+        let status = expect_exit(&mut survivor);
+        assert!(
+            status.success(),
+            "{bin}: {status}\n{}",
+            survivor.transcript()
+        );
+        expect_line(&survivor, "disconnected cleanly");
     }
 }
 

@@ -104,15 +104,22 @@ fn kind_for_reason(code: paho_mqtt::ReasonCode) -> FailureKind {
     }
 }
 
-/// Checks Paho's answer to a QoS 1 SUBSCRIBE: an error when refused, a warning when only QoS 0
-/// was granted (then messages can be lost without notice).
+/// Checks Paho's answer to a QoS 1 SUBSCRIBE: `Ok(true)` when subscribed, an error when the broker
+/// refused, a warning when only QoS 0 was granted (then messages can be lost without notice).
+///
+/// `Ok(false)` when the connection dropped while we waited (`still_connected` is
+/// `client.is_connected()` after the call; Paho then says "Operation incomplete" or
+/// "Client disconnected"). That is not a refusal: the event stream reports the loss next, and the
+/// caller's loop reconnects and subscribes again. This happens for real when another process
+/// takes our client id over between our CONNACK and our SUBACK.
 ///
 /// Paho reports a refusal either as an `Err` carrying the reason code (turned into
 /// [`SubscriptionRefused`] here) or as a granted "QoS" of 0x80 and above.
 pub fn check_subscribe(
     result: Result<paho_mqtt::ServerResponse, paho_mqtt::Error>,
     topic: &str,
-) -> Result<(), anyhow::Error> {
+    still_connected: bool,
+) -> Result<bool, anyhow::Error> {
     let refused = |reason: String| SubscriptionRefused {
         topic: topic.to_owned(),
         reason,
@@ -123,9 +130,9 @@ pub fn check_subscribe(
                 tracing::warn!(
                     "the broker granted only QoS 0 for {topic}: messages may be lost without notice"
                 );
-                Ok(())
+                Ok(true)
             }
-            Some(1 | 2) | None => Ok(()),
+            Some(1 | 2) | None => Ok(true),
             Some(code) => Err(refused(format!(
                 "{}",
                 paho_mqtt::ReasonCode::from(code as std::os::raw::c_uint)
@@ -133,6 +140,10 @@ pub fn check_subscribe(
             .into()),
         },
         Err(paho_mqtt::Error::ReasonCode(code, _)) => Err(refused(format!("{code}")).into()),
+        Err(err) if !still_connected => {
+            tracing::debug!("the connection dropped while subscribing ({err})");
+            Ok(false)
+        }
         Err(err) => Err(anyhow::Error::new(err).context(format!("subscribing to {topic}"))),
     }
 }

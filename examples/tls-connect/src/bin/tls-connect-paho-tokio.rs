@@ -113,8 +113,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 // A new session has no subscriptions: (re)subscribe after every such CONNACK.
                 if !session_present {
                     let granted = client.subscribe(topic.as_str(), mqtt::QOS_1).await;
-                    common::paho_util::check_subscribe(granted, &topic)?;
-                    tracing::info!("subscribed to {topic} with QoS 1");
+                    // `false`: the connection dropped meanwhile; the event stream says so next.
+                    if common::paho_util::check_subscribe(granted, &topic, client.is_connected())? {
+                        tracing::info!("subscribed to {topic} with QoS 1");
+                    }
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.

@@ -1,0 +1,284 @@
+//! # client-id-collision-paho-async-std — detect a shared client id, on paho-mqtt and async-std
+//!
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
+//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! Start two processes with the same client id and the broker keeps closing one to let the other
+//! in. This program recognises that pattern — the broker closed the connection within 5 s of
+//! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
+//! `client id collision detected N ms after the first takeover`, and exits with code 6 and the
+//! plain message ("client id X is used by another process … give each process its own id, for
+//! example --instance 1, --instance 2"). The other process keeps its connection.
+//!
+//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
+//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! ```text
+//! cargo run -p client-id-collision --features paho --bin client-id-collision-paho-async-std -- --creds creds.json
+//! # the fix: one id per process
+//! cargo run -p client-id-collision --features paho --bin client-id-collision-paho-async-std -- --creds creds.json --instance 1
+//! cargo run -p client-id-collision --features paho --bin client-id-collision-paho-async-std -- --creds creds.json --instance 2
+//! ```
+//! Paho C is compiled from source: this needs cmake, a C compiler, pkg-config and the OpenSSL
+//! headers (Debian/Ubuntu: `apt-get install cmake build-essential pkg-config libssl-dev`).
+//!
+//! **How it differs from the default program.** One connection per process (the default's
+//! `--single` mode), on paho-mqtt 0.14 (Paho C) and async-std; `tls-connect-paho-async-std` explains
+//! the Paho specifics (OpenSSL with `.verify(true)`, an unbounded event stream, our own
+//! reconnects through the supervisor instead of Paho's automatic reconnect, which would
+//! otherwise keep fighting for the id for ever).
+//!
+//! **async-std is deprecated** (RUSTSEC-2025-0052): this variant is for code bases already on
+//! it; new code should use smol (`client-id-collision-paho-smol`, the same program) or Tokio.
+//!
+//! **What it cannot do.** Ack after processing: Paho C acknowledges each message as it arrives
+//! (see `tls-connect-paho-tokio`). The detection itself works as in the default: Paho reports
+//! Mosquitto's silent close as `Event::ConnectionLost` and a DISCONNECT 0x8E as
+//! `Event::Disconnected`, and both go to `common::ConnectionSupervisor`.
+//!
+//! **Exit codes.** 6 = the client id is used by another process: restarting will not help, so a
+//! supervisor (systemd, Kubernetes) should not restart on 6 without a configuration change.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_std::channel::Receiver;
+use clap::Parser;
+use common::supervisor::NextStep;
+use common::{
+    BrokerTarget, ConnectArgs, ConnectFailure, ConnectionSupervisor, FailureKind, MessagePrinter,
+};
+use futures::FutureExt;
+use paho_mqtt as mqtt;
+
+/// One connection per process (Paho on async-std, deprecated); stop with exit code 6 when another
+/// process uses our client id.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    common::logging::init(&args.connect.log);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
+    // which runs on its own background threads.
+    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+
+    // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
+    let (stop_tx, stop_rx) = async_std::channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+
+    let result = async_std::task::block_on(consume(&args, &target, &stop_rx));
+    if let Some(demo) = demo {
+        demo.shutdown();
+    }
+    result
+}
+
+async fn consume(
+    args: &Args,
+    target: &BrokerTarget,
+    stop_signal: &Receiver<()>,
+) -> anyhow::Result<()> {
+    let topic = target.credentials.topic.clone();
+
+    let create = mqtt::CreateOptionsBuilder::new()
+        .server_uri(common::paho_util::server_uri(target))
+        .client_id(&target.client_id)
+        .mqtt_version(mqtt::MQTT_VERSION_5)
+        .persistence(mqtt::PersistenceType::None)
+        .finalize();
+    let mut client = mqtt::AsyncClient::new(create).context("creating the Paho client")?;
+    // Open the stream before connecting, and unbounded (see the header).
+    let events = client.get_event_stream(None);
+    let connect_options = connect_options(target)?;
+    tracing::info!(
+        "connecting to {} as client id {} with Paho",
+        target.address(),
+        target.client_id
+    );
+
+    let mut supervisor = ConnectionSupervisor::new(target);
+    // Only for the log line that makes the symptom visible: how long each connection lived.
+    let mut connected_at: Option<Instant> = None;
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let count = args.connect.count;
+    let mut handled = 0u64;
+
+    let stop = loop {
+        // 1. Connect (or reconnect). A failure goes to the supervisor (step 3) with its reason.
+        let attempt = futures::select! {
+            _ = stop_signal.recv().fuse() => break Stop::Requested,
+            result = client.connect(connect_options.clone()).fuse() => result,
+        };
+        let failure = match attempt {
+            Err(err) => ConnectFailure::from_paho(&err, target),
+            Ok(response) => {
+                supervisor.connected();
+                connected_at = Some(Instant::now());
+                let session_present = response
+                    .connect_response()
+                    .is_some_and(|connack| connack.session_present);
+                tracing::info!("connected (session present: {session_present})");
+                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
+                if !session_present {
+                    let granted = client.subscribe(topic.as_str(), mqtt::QOS_1).await;
+                    // `false`: the connection dropped meanwhile; the event stream says so next.
+                    if common::paho_util::check_subscribe(granted, &topic, client.is_connected())? {
+                        tracing::info!("subscribed to {topic} with QoS 1");
+                    }
+                }
+
+                // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
+                let lost = loop {
+                    let event = futures::select! {
+                        _ = stop_signal.recv().fuse() => break Err(Stop::Requested),
+                        event = events.recv().fuse() => event,
+                    };
+                    match event {
+                        Ok(mqtt::Event::Message(message)) => {
+                            handled += 1;
+                            show(&mut printer, handled, &message);
+                            if count == Some(handled) {
+                                break Err(Stop::CountReached);
+                            }
+                        }
+                        // Mosquitto drops a connection without a DISCONNECT packet (also when
+                        // another process takes our client id over).
+                        Ok(mqtt::Event::ConnectionLost) => {
+                            break Ok(ConnectFailure::paho_connection_lost(target));
+                        }
+                        // Other brokers send DISCONNECT with a reason code (0x8E: taken over).
+                        Ok(mqtt::Event::Disconnected { reason_code, .. }) => {
+                            break Ok(ConnectFailure::from_paho_disconnect(reason_code, target));
+                        }
+                        Ok(mqtt::Event::Connected | mqtt::Event::Shutdown) => {}
+                        Err(_) => anyhow::bail!("Paho's event stream closed unexpectedly"),
+                    }
+                };
+                match lost {
+                    Ok(failure) => failure,
+                    Err(stop) => break stop,
+                }
+            }
+        };
+
+        // 3. Not connected: wait and retry, or give up with a plain message. The symptom of a
+        //    shared id: a connection closed by the broker moments after it was accepted. Once is
+        //    an accident; again and again is another client with our id.
+        if let Some(since) = connected_at.take() {
+            tracing::warn!(
+                "connection ended {} ms after its CONNACK",
+                since.elapsed().as_millis()
+            );
+        }
+        match supervisor.decide(failure) {
+            NextStep::RetryAfter(delay) => {
+                // Sleep before reconnecting, but wake up for Ctrl-C.
+                if async_std::future::timeout(delay, stop_signal.recv())
+                    .await
+                    .is_ok()
+                {
+                    break Stop::Requested;
+                }
+            }
+            NextStep::GiveUp(failure) => {
+                if failure.kind == FailureKind::ClientIdTaken {
+                    report_detection(&supervisor);
+                }
+                return Err(failure.into());
+            }
+        }
+    };
+
+    // 4. Stop. DISCONNECT first, so that no more messages arrive...
+    if let Stop::Requested = stop {
+        tracing::info!("stop requested: disconnecting, then handling what Paho already acked");
+    }
+    if client.is_connected() {
+        if let Err(err) = client.disconnect(None).await {
+            tracing::warn!("DISCONNECT failed: {err}");
+        }
+    }
+    // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
+    // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
+    let mut left_unhandled = 0u64;
+    while let Ok(event) = events.try_recv() {
+        if let mqtt::Event::Message(message) = event {
+            match stop {
+                Stop::Requested => {
+                    handled += 1;
+                    show(&mut printer, handled, &message);
+                }
+                Stop::CountReached => left_unhandled += 1,
+            }
+        }
+    }
+    if left_unhandled > 0 {
+        tracing::warn!(
+            "{left_unhandled} more messages were already acknowledged by Paho and are dropped \
+             (--count reached); with Paho, acknowledged means gone"
+        );
+    }
+    printer.finish();
+    tracing::info!("processed {handled} messages; disconnected cleanly");
+    Ok(())
+}
+
+/// The CONNECT options: MQTT v5, a fresh session, user name and password, TLS that verifies.
+fn connect_options(target: &BrokerTarget) -> anyhow::Result<mqtt::ConnectOptions> {
+    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
+    builder
+        // This example does not keep a session across restarts; see `persistent-session`.
+        .clean_start(true)
+        .user_name(&target.credentials.username)
+        .password(target.credentials.password.expose())
+        .keep_alive_interval(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10));
+    if let common::Security::Tls(roots) = &target.security {
+        builder.ssl_options(
+            roots
+                .paho_ssl_options()
+                .context("setting up TLS for the broker connection")?,
+        );
+    }
+    Ok(builder.finalize())
+}
+
+/// "Handles" one message: prints it (or counts it with --stats).
+fn show(printer: &mut MessagePrinter, handled: u64, message: &mqtt::Message) {
+    let label = format!("message {handled} on {}", message.topic());
+    printer.show(&label, message.payload());
+}
+
+/// Why the main loop ended.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Requested,
+    /// `--count` messages were handled.
+    CountReached,
+}
+
+/// Logs how long the collision took to recognise: from the first drop (the moment the other
+/// process's CONNACK pushed us out) to the decision to stop.
+fn report_detection(supervisor: &ConnectionSupervisor) {
+    match supervisor.takeover_suspected_at() {
+        Some(first_drop) => tracing::error!(
+            "client id collision detected {} ms after the first takeover; not reconnecting",
+            first_drop.elapsed().as_millis()
+        ),
+        None => tracing::error!("client id collision detected; not reconnecting"),
+    }
+}

@@ -1,0 +1,216 @@
+//! # client-id-collision-rumqttc-blocking — detect a shared client id, with threads instead of async
+//!
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
+//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! Start two processes with the same client id and the broker keeps closing one to let the other
+//! in. This program recognises that pattern — the broker closed the connection within 5 s of
+//! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
+//! `client id collision detected N ms after the first takeover`, and exits with code 6 and the
+//! plain message ("client id X is used by another process … give each process its own id, for
+//! example --instance 1, --instance 2"). The other process keeps its connection.
+//!
+//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
+//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! ```text
+//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json
+//! # the fix: one id per process
+//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json --instance 1
+//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json --instance 2
+//! ```
+//! **How it differs from the default program.** One connection per process (the default's
+//! `--single` mode), written with rumqttc's blocking `Client` and two threads — the change
+//! `tls-connect-rumqttc-blocking` explains (the connection thread never blocks on a client call;
+//! Ctrl-C / SIGTERM through the `ctrlc` crate).
+//!
+//! **What it cannot do.** Nothing is lost compared with the default: the detection is
+//! `common::ConnectionSupervisor`, the same code. (rumqttc 0.25.1 cannot parse the short 3-byte
+//! DISCONNECT `e0 01 8e` some brokers send, so here too the *pattern* is what detects a takeover
+//! on those brokers; Mosquitto sends no DISCONNECT at all.)
+//!
+//! **Exit codes.** 6 = the client id is used by another process: restarting will not help, so a
+//! supervisor (systemd, Kubernetes) should not restart on 6 without a configuration change.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use common::supervisor::NextStep;
+use common::{ConnectArgs, ConnectionSupervisor, FailureKind, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, Event, RecvTimeoutError};
+
+/// How long the connection thread waits for network events before checking for Ctrl-C.
+const WAKE_UP: Duration = Duration::from_millis(200);
+
+/// One connection per process (threads); stop with exit code 6 when another process uses our
+/// client id.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    common::logging::init(&args.connect.log);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
+    // which runs on its own background threads.
+    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    let topic = target.credentials.topic.clone();
+
+    let mut options = target
+        .rumqttc_options()
+        .context("setting up TLS for the broker connection")?;
+    options
+        // Ack after processing, not on receipt: a crash between the two then means redelivery,
+        // not a lost event.
+        .set_manual_acks(true)
+        // This example does not keep a session across restarts; see `persistent-session`.
+        .set_clean_start(true);
+    let (client, mut connection) = Client::new(options, 64);
+    tracing::info!(
+        "connecting to {} as client id {} (TLS: {})",
+        target.address(),
+        target.client_id,
+        describe_security(&target.security)
+    );
+
+    // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+
+    // The bounded work queue between the connection thread (this one) and the handler thread.
+    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(32);
+    let handler_client = client.clone();
+    let count = args.connect.count;
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let handler = thread::spawn(move || -> anyhow::Result<u64> {
+        let mut handled = 0u64;
+        // Ends when the connection thread drops `work_tx`.
+        for publish in work_rx {
+            handled += 1;
+            let topic = String::from_utf8_lossy(&publish.topic);
+            printer.show(&format!("message {handled} on {topic}"), &publish.payload);
+            // Handled: now, and only now, tell the broker it may forget the message.
+            handler_client.ack(&publish)?;
+            if count == Some(handled) {
+                break;
+            }
+        }
+        printer.finish();
+        Ok(handled)
+    });
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    // Only for the log line that makes the symptom visible: how long each connection lived.
+    let mut connected_at: Option<Instant> = None;
+    loop {
+        if stop_rx.try_recv().is_ok() {
+            tracing::info!("stop requested: finishing the messages already received");
+            break;
+        }
+        // The handler ends on its own only when --count messages were handled (or on error).
+        if handler.is_finished() {
+            break;
+        }
+        let event = match connection.recv_timeout(WAKE_UP) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("rumqttc's request queue closed"),
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                supervisor.connected();
+                connected_at = Some(Instant::now());
+                tracing::info!("connected (session present: {})", ack.session_present);
+                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
+                if !ack.session_present {
+                    client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                common::rumqttc_util::check_suback(&ack, &topic)?;
+                tracing::info!("subscribed to {topic} with QoS 1");
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                // Blocks while the queue is full: that is the back-pressure.
+                if work_tx.send(publish).is_err() {
+                    // The handler is gone; its result (an error or --count) comes next.
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                // The symptom: a connection closed by the broker moments after it was accepted.
+                // Once is an accident; again and again is another client with our id.
+                if let Some(since) = connected_at.take() {
+                    tracing::warn!(
+                        "connection ended {} ms after its CONNACK",
+                        since.elapsed().as_millis()
+                    );
+                }
+                match supervisor.failed(&err) {
+                    NextStep::RetryAfter(delay) => {
+                        // Sleep before reconnecting, but wake up for Ctrl-C.
+                        if stop_rx.recv_timeout(delay).is_ok() {
+                            break;
+                        }
+                    }
+                    NextStep::GiveUp(failure) => {
+                        if failure.kind == FailureKind::ClientIdTaken {
+                            report_detection(&supervisor);
+                        }
+                        return Err(failure.into());
+                    }
+                }
+            }
+        }
+    }
+
+    // Let the handler finish what is queued (and ack it), then send DISCONNECT after the acks.
+    drop(work_tx);
+    let handled = match handler.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the handler thread panicked"),
+    };
+    common::rumqttc_sync::disconnect(&client, &mut connection);
+    tracing::info!("processed {handled} messages; disconnected cleanly");
+    if let Some(demo) = demo {
+        demo.shutdown();
+    }
+    Ok(())
+}
+
+fn describe_security(security: &common::Security) -> String {
+    match security {
+        common::Security::Tls(roots) => format!("verifying the broker against {roots}"),
+        common::Security::InsecurePlaintext => "NONE, plaintext".to_owned(),
+    }
+}
+
+/// Logs how long the collision took to recognise: from the first drop (the moment the other
+/// process's CONNACK pushed us out) to the decision to stop.
+fn report_detection(supervisor: &ConnectionSupervisor) {
+    match supervisor.takeover_suspected_at() {
+        Some(first_drop) => tracing::error!(
+            "client id collision detected {} ms after the first takeover; not reconnecting",
+            first_drop.elapsed().as_millis()
+        ),
+        None => tracing::error!("client id collision detected; not reconnecting"),
+    }
+}
