@@ -1,0 +1,95 @@
+//! `clean-session` run as a process against a real Mosquitto (TLS, password auth, MQTT v5).
+//!
+//! The same sequence as `persistent_session.rs` — run, stop, publish while down, run again — with
+//! the opposite result: none of the backlog, only what is published after the new subscription.
+
+use scenario_tests::*;
+
+const BIN: &str = "clean-session";
+
+/// Runs `bin` until it has subscribed, then stops it with SIGTERM and checks for a clean exit.
+fn subscribe_then_stop(bin: &str, args: &[String]) {
+    let mut sub = spawn(bin, args);
+    expect_line(&sub, "subscribed to");
+    sub.terminate();
+    let status = expect_exit(&mut sub);
+    assert!(status.success(), "{status}:\n{}", sub.transcript());
+    expect_line(&sub, "disconnected cleanly");
+}
+
+/// Starts the clean-session consumer for 5 messages, publishes seq 200..205 once it has
+/// subscribed, and asserts that those — and nothing older — are what it received.
+fn expect_only_new_messages(fx: &Fixture, args: &[String]) {
+    let mut args = args.to_vec();
+    args.extend(["--count".to_owned(), "5".to_owned()]);
+    let mut sub = spawn(BIN, &args);
+    expect_line(&sub, "session present: false — clean start");
+    expect_line(&sub, "subscribed to");
+    // Any kept backlog would be delivered before these (same topic, same order), and the
+    // consumer would stop after 5 old messages instead.
+    fx.publish_from(200, 5);
+    let status = expect_exit(&mut sub);
+    assert!(status.success(), "{status}:\n{}", sub.transcript());
+    assert_eq!(
+        seqs(&sub),
+        vec![200, 201, 202, 203, 204],
+        "{}",
+        sub.transcript()
+    );
+}
+
+#[test]
+fn backlog_is_dropped_and_only_messages_published_after_reconnecting_arrive() {
+    let fx = Fixture::new();
+    let args = fx.args("clean-backlog");
+    subscribe_then_stop(BIN, &args);
+    fx.publish(200);
+    expect_only_new_messages(&fx, &args);
+}
+
+#[test]
+fn clean_start_discards_the_backlog_a_persistent_session_kept() {
+    // A persistent consumer leaves a session behind, and the broker queues 200 messages in it...
+    let fx = Fixture::new();
+    let id = "clean-after-persistent";
+    let args = fx.args(id);
+    subscribe_then_stop("persistent-session", &args);
+    fx.publish(200);
+
+    // ...a clean start with the same client id throws that session away, backlog and all.
+    expect_only_new_messages(&fx, &args);
+
+    // Proof that it is gone, not just skipped: the persistent consumer comes back to nothing.
+    let mut persistent = spawn(
+        "persistent-session",
+        &[args.as_slice(), &["--count".to_owned(), "1".to_owned()]].concat(),
+    );
+    expect_line(&persistent, "session present: false");
+    expect_line(&persistent, "subscribed to");
+    fx.publish_from(205, 1);
+    let status = expect_exit(&mut persistent);
+    assert!(status.success(), "{status}:\n{}", persistent.transcript());
+    assert_eq!(seqs(&persistent), vec![205], "{}", persistent.transcript());
+}
+
+#[test]
+fn without_credentials_the_demo_broker_starts_and_delivers() {
+    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut command = mosquitto_harness::example_command(BIN);
+    command.current_dir(cwd.path()).args(["--count", "3"]);
+    let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
+    let status = expect_exit(&mut sub);
+    assert!(status.success(), "{status}:\n{}", sub.transcript());
+    let transcript = sub.transcript();
+    assert!(transcript.contains("DEMO BROKER"), "{transcript}");
+    assert!(
+        transcript.contains("session present: false — clean start"),
+        "{transcript}"
+    );
+    assert_eq!(
+        sub.count_lines(|l| l.starts_with("message ")),
+        3,
+        "{transcript}"
+    );
+}
