@@ -25,6 +25,22 @@ fn right_ca_receives_every_message_and_exits_zero_after_count() {
 }
 
 #[test]
+fn a_burst_far_larger_than_the_queues_is_drained_without_stalling() {
+    // Regression: with rumqttc's request channel at 64, the handler (awaiting room for an ack)
+    // and the poller (awaiting room in the work queue) froze each other after a few hundred to
+    // a few thousand messages of a burst.
+    let fx = Fixture::new();
+    let mut args = fx.args("tls-connect-burst");
+    args.extend(["--count".into(), "3000".into(), "--stats".into()]);
+    let mut sub = spawn(BIN, &args);
+    expect_line(&sub, "subscribed to");
+    fx.publish(3000);
+    let status = expect_exit(&mut sub);
+    assert!(status.success(), "{status}:\n{}", sub.transcript());
+    expect_line(&sub, "stats: received=3000 unique_seq=3000");
+}
+
+#[test]
 fn sigterm_finishes_and_disconnects_cleanly() {
     let fx = Fixture::new();
     let mut sub = spawn(BIN, &fx.args("tls-connect-term"));

@@ -7,6 +7,19 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use rumqttc::Outgoing;
 
+/// Capacity of rumqttc's request channel (`AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY)`).
+///
+/// Why so large: a handler task awaits `client.ack()`, and only the polling task's `poll()` empties
+/// this channel — but the polling task stops calling `poll()` while the bounded work queue is
+/// full, and rumqttc hands over buffered incoming messages before it sends queued acks. With a
+/// small channel (rumqttc's own examples use 10 to 64) a burst or a backlog makes the two wait for
+/// each other for ever: measured against Mosquitto 2.0.11, consumers froze after 100–2,500
+/// messages of a backlog with a capacity of 64 (it also ignores our Receive Maximum after the first
+/// acks). A connection has at most 65,535 unacked QoS 1 messages (packet ids are 16 bits), so with
+/// room for that many acks `ack()` never waits long. The channel allocates as it fills, not up
+/// front, so the number costs nothing while idle.
+pub const REQUEST_CHANNEL_CAPACITY: usize = u16::MAX as usize + 16;
+
 /// The broker answered SUBACK with a failure for our topic filter.
 #[derive(Debug, thiserror::Error)]
 #[error(

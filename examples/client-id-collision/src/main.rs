@@ -190,7 +190,8 @@ async fn connection(
         .context("setting up TLS for the broker connection")?;
     // As in tls-connect: ack after processing; no session kept across restarts.
     options.set_manual_acks(true).set_clean_start(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {}",
         target.address(),

@@ -29,7 +29,11 @@
 //! task handles messages and acks them. They are joined by a *bounded* queue, so a slow handler
 //! slows intake (back-pressure) instead of growing memory. The polling task never `await`s a
 //! client method: client calls go through a bounded channel that only `poll()` drains, so
-//! awaiting one from the polling task can deadlock. It uses the non-blocking `try_*` calls.
+//! awaiting one from the polling task can deadlock. It uses the non-blocking `try_*` calls. And
+//! that channel is sized for every ack a connection can owe
+//! ([`common::rumqttc_util::REQUEST_CHANNEL_CAPACITY`]): with rumqttc's usual 10–64, a burst
+//! of events freezes the handler (waiting to queue an ack) and the poller (waiting to queue a
+//! message) on each other.
 
 use std::process::ExitCode;
 
@@ -75,7 +79,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
         .set_clean_start(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (TLS: {})",
         target.address(),
