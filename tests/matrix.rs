@@ -102,6 +102,10 @@ const PAHO_TLS_ERRORS: &str = "Paho reports an unknown CA, a certificate for ano
      port without TLS and a closed port all as \"TCP/TLS connect failure\": the error lists the \
      likely causes and how to see OpenSSL's own words (`--log paho_mqtt_c=debug,info`).";
 
+/// paho-mqtt's `Message` has no DUP flag.
+const PAHO_NO_DUP: &str = "paho-mqtt's `Message` does not expose the DUP flag, so a redelivered \
+     message cannot be marked `(redelivery)`.";
+
 /// A row of the matrix: one scenario, one status per entry of [`VARIANTS`].
 struct Row {
     scenario: &'static str,
@@ -125,11 +129,11 @@ const MATRIX: &[Row] = &[
         scenario: "persistent-session",
         cells: [
             Supported,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
+            Supported,
+            Supported,
+            Limited(&[PAHO_ACKS, PAHO_NO_DUP]),
+            Limited(&[PAHO_ACKS, PAHO_NO_DUP]),
+            Limited(&[PAHO_ACKS, PAHO_NO_DUP]),
         ],
     },
     Row {
@@ -269,6 +273,29 @@ fn tls_connect_every_variant_receives_count_messages_and_exits_cleanly() {
 }
 
 #[test]
+fn tls_connect_every_variant_takes_a_burst_of_500_without_losing_or_stalling() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("tls-connect", |variant| {
+        let mut args = fx.args(&client_id("burst", variant));
+        args.extend(["--count".into(), "500".into(), "--stats".into()]);
+        args
+    });
+    for (_, sub) in &subs {
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish(500);
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert!(
+            sub.stdout().contains("stats: received=500 unique_seq=500"),
+            "{bin}:\n{transcript}"
+        );
+    }
+}
+
+#[test]
 fn tls_connect_every_variant_stops_on_sigterm_with_a_clean_disconnect() {
     let fx = Fixture::new();
     let mut subs = spawn_all("tls-connect", |variant| {
@@ -392,6 +419,100 @@ fn tls_connect_every_variant_runs_against_the_demo_broker_without_credentials() 
         assert!(
             !transcript.contains("panicked"),
             "{bin} panicked:\n{transcript}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// persistent-session
+
+/// Runs every variant once (`extra` flags), waits until it is subscribed, stops it with SIGTERM
+/// and checks it left with a clean DISCONNECT: the broker now keeps (or not) its session.
+fn run_once_and_stop(fx: &Fixture, test: &str, extra: &[&str]) {
+    let mut subs = spawn_all("persistent-session", |variant| {
+        let mut args = fx.args(&client_id(test, variant));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    });
+    for (_, sub) in &subs {
+        expect_line(sub, "subscribed to");
+    }
+    for (_, sub) in &subs {
+        sub.terminate();
+    }
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        assert!(status.success(), "{bin}: {status}\n{}", sub.transcript());
+        expect_line(sub, "disconnected cleanly");
+    }
+    for (_, variant) in runnable("persistent-session") {
+        let id = client_id(test, variant);
+        assert!(
+            fx.broker
+                .wait_for_log(&format!("Client {id} disconnected"), WAIT),
+            "{id}: no clean DISCONNECT\n{}",
+            fx.broker.log()
+        );
+    }
+}
+
+#[test]
+fn persistent_session_every_variant_gets_the_backlog_published_while_it_was_down() {
+    let fx = Fixture::new();
+    run_once_and_stop(&fx, "backlog", &[]);
+    // Every variant's session is subscribed to the filter: each queues all 50.
+    fx.publish(50);
+
+    let mut subs = spawn_all("persistent-session", |variant| {
+        let mut args = fx.args(&client_id("backlog", variant));
+        args.extend(["--count".into(), "50".into()]);
+        args
+    });
+    for (bin, sub) in &mut subs {
+        expect_line(sub, "session present: true");
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(
+            seqs(sub),
+            (0..50).collect::<Vec<u64>>(),
+            "{bin}: the backlog, in order\n{transcript}"
+        );
+        assert!(
+            !transcript.contains("subscribed to"),
+            "{bin}: a resumed session needs no SUBSCRIBE\n{transcript}"
+        );
+    }
+}
+
+#[test]
+fn persistent_session_every_variant_with_expiry_0_keeps_no_backlog() {
+    let fx = Fixture::new();
+    run_once_and_stop(&fx, "expiry-0", &["--session-expiry", "0"]);
+    fx.publish(20); // nobody keeps these
+
+    let mut subs = spawn_all("persistent-session", |variant| {
+        let mut args = fx.args(&client_id("expiry-0", variant));
+        args.extend(["--session-expiry", "0", "--count", "3"].map(String::from));
+        args
+    });
+    for (_, sub) in &subs {
+        expect_line(sub, "session present: false");
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish_from(20, 3);
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(
+            seqs(sub),
+            vec![20, 21, 22],
+            "{bin}: no backlog\n{transcript}"
+        );
+        assert!(
+            transcript.contains("This is the MQTT v5 trap"),
+            "{bin}: the warning\n{transcript}"
         );
     }
 }

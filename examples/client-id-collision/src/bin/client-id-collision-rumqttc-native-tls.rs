@@ -76,7 +76,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
         .set_clean_start(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    // Room for every ack the connection can owe: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (native TLS: {})",
         target.address(),

@@ -75,7 +75,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
         .set_clean_start(true);
-    let (client, mut connection) = Client::new(options, 64);
+    // Room for every ack the connection can owe. With rumqttc's usual 10-64, a burst makes the
+    // handler (blocked in `ack`, the queue full) and the connection thread (blocked handing over a
+    // message, the work queue full) wait for each other for ever: seen here with 500 messages.
+    // See common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+    let (client, mut connection) =
+        Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (TLS: {})",
         target.address(),

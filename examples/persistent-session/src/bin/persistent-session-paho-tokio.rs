@@ -1,0 +1,314 @@
+//! # persistent-session-paho-tokio — `persistent-session` on paho-mqtt (Paho C) and Tokio
+//!
+//! **What it shows.** The same consumer as `persistent-session` (read its `main.rs` first: it
+//! explains the MQTT v5 trap and what must hold for a backlog to survive): `clean_start = false`
+//! **and** a session expiry (`--session-expiry SECS`, default 3600), so the events published
+//! while the consumer was down arrive when it comes back with the same client id, and a line at
+//! every CONNACK saying whether the broker still had our session.
+//!
+//! **Run it.**
+//! ```text
+//! cargo run -p persistent-session --features paho --bin persistent-session-paho-tokio -- --creds creds.json
+//! cargo run -p persistent-session --features paho --bin persistent-session-paho-tokio -- --creds creds.json --session-expiry 0  # the trap
+//! ```
+//! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
+//! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts
+//! without a session: it shows the output, not the backlog.)
+//!
+//! Paho C is compiled from source: this needs cmake, a C compiler, pkg-config and the OpenSSL
+//! headers (Debian/Ubuntu: `apt-get install cmake build-essential pkg-config libssl-dev`).
+//!
+//! **How it differs from the default program.** paho-mqtt 0.14 on Tokio, as
+//! `tls-connect-paho-tokio` explains (OpenSSL with `.verify(true)`, an unbounded event stream
+//! opened before connecting — a resumed session's backlog starts flowing right after CONNACK —,
+//! our own reconnects through the supervisor). The session is `clean_start(false)` plus the
+//! `SessionExpiryInterval` property on the CONNECT; the CONNACK's `session_present` comes back
+//! in the connect response. Paho's client-side persistence stays off: it stores *outgoing*
+//! messages, it is not the broker session.
+//!
+//! **What this library cannot do.**
+//! - *Ack after processing.* Paho C acknowledges each message as it arrives, so the broker drops
+//!   it from our session before your code has handled it. A crash while the backlog drains loses
+//!   every message still waiting in the stream; the default program would get them redelivered.
+//!   Ctrl-C disconnects first and then handles what is in the stream, so a normal stop loses
+//!   nothing.
+//! - *Back-pressure.* A backlog of N messages arrives as fast as the broker sends it and waits in
+//!   memory (the unbounded stream), however slow the handler.
+//! - *The DUP flag.* paho-mqtt's `Message` does not expose it, so a redelivery cannot be marked.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use common::supervisor::NextStep;
+use common::{BrokerTarget, ConnectArgs, ConnectFailure, ConnectionSupervisor, MessagePrinter};
+use paho_mqtt as mqtt;
+
+/// Consume events with a persistent MQTT v5 session (Paho on Tokio): what was published
+/// while this consumer was stopped arrives when it starts again.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// How long, in seconds, the broker keeps our session (subscription and queued QoS 1
+    /// messages) after we disconnect. 0 ends the session at disconnect, so nothing is kept: the
+    /// MQTT v5 trap, allowed here to show it. 4294967295 means "never expires".
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    session_expiry: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::logging::init(&args.connect.log);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker.
+    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    let topic = target.credentials.topic.clone();
+
+    let create = mqtt::CreateOptionsBuilder::new()
+        .server_uri(common::paho_util::server_uri(&target))
+        .client_id(&target.client_id)
+        .mqtt_version(mqtt::MQTT_VERSION_5)
+        .persistence(mqtt::PersistenceType::None)
+        .finalize();
+    let mut client = mqtt::AsyncClient::new(create).context("creating the Paho client")?;
+    // Open the stream before connecting, and unbounded (see the header).
+    let events = client.get_event_stream(None);
+    let expiry = args.session_expiry;
+    let connect_options = connect_options(&target, expiry)?;
+    tracing::info!(
+        "connecting to {} as client id {} with Paho, clean_start=false and a session expiry of \
+         {expiry} s (the broker keys the session by client id: keep it the same from run to run)",
+        target.address(),
+        target.client_id,
+    );
+    if expiry == 0 {
+        tracing::warn!(
+            "--session-expiry 0: the broker ends our session as soon as we disconnect, so events \
+             published while this program is stopped are dropped. This is the MQTT v5 trap: \
+             clean_start=false alone keeps nothing."
+        );
+    }
+
+    if demo.is_some() {
+        tracing::info!(
+            "the demo broker lives inside this process, so each demo run starts without a \
+             session. To see the backlog, use real credentials: run, Ctrl-C, wait, run again."
+        );
+    }
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let count = args.connect.count;
+    let mut handled = 0u64;
+    let shutdown = common::shutdown::signal();
+    tokio::pin!(shutdown);
+
+    let stop = loop {
+        // 1. Connect (or reconnect). A failure goes to the supervisor (step 3) with its reason.
+        let attempt = tokio::select! {
+            _ = &mut shutdown => break Stop::Requested,
+            result = client.connect(connect_options.clone()) => result,
+        };
+        let failure = match attempt {
+            Err(err) => ConnectFailure::from_paho(&err, &target),
+            Ok(response) => {
+                let reconnect = supervisor.ever_connected();
+                supervisor.connected();
+                explain_session(&response, expiry, reconnect);
+                let session_present = response
+                    .connect_response()
+                    .is_some_and(|connack| connack.session_present);
+                // A resumed session still has our subscription, and the backlog is already
+                // flowing. A new session has none: subscribe.
+                if !session_present {
+                    let granted = client.subscribe(topic.as_str(), mqtt::QOS_1).await;
+                    // `false`: the connection dropped meanwhile; the event stream says so next.
+                    if common::paho_util::check_subscribe(granted, &topic, client.is_connected())? {
+                        tracing::info!("subscribed to {topic} with QoS 1");
+                    }
+                }
+
+                // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
+                let lost = loop {
+                    let event = tokio::select! {
+                        _ = &mut shutdown => break Err(Stop::Requested),
+                        event = events.recv() => event,
+                    };
+                    match event {
+                        Ok(mqtt::Event::Message(message)) => {
+                            handled += 1;
+                            show(&mut printer, handled, &message);
+                            if count == Some(handled) {
+                                break Err(Stop::CountReached);
+                            }
+                        }
+                        // Mosquitto drops a connection without a DISCONNECT packet (also when
+                        // another process takes our client id over).
+                        Ok(mqtt::Event::ConnectionLost) => {
+                            break Ok(ConnectFailure::paho_connection_lost(&target));
+                        }
+                        // Other brokers send DISCONNECT with a reason code (0x8E: taken over).
+                        Ok(mqtt::Event::Disconnected { reason_code, .. }) => {
+                            break Ok(ConnectFailure::from_paho_disconnect(reason_code, &target));
+                        }
+                        Ok(mqtt::Event::Connected | mqtt::Event::Shutdown) => {}
+                        Err(_) => anyhow::bail!("Paho's event stream closed unexpectedly"),
+                    }
+                };
+                match lost {
+                    Ok(failure) => failure,
+                    Err(stop) => break stop,
+                }
+            }
+        };
+
+        // 3. Not connected: wait and retry, or give up with a plain message.
+        match supervisor.decide(failure) {
+            NextStep::RetryAfter(delay) => {
+                // Sleep before reconnecting, but wake up for Ctrl-C.
+                if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
+                    break Stop::Requested;
+                }
+            }
+            NextStep::GiveUp(failure) => return Err(failure.into()),
+        }
+    };
+
+    // 4. Stop. DISCONNECT first, so that no more messages arrive...
+    if let Stop::Requested = stop {
+        tracing::info!("stop requested: disconnecting, then handling what Paho already acked");
+    }
+    if client.is_connected() {
+        if let Err(err) = client.disconnect(None).await {
+            tracing::warn!("DISCONNECT failed: {err}");
+        }
+    }
+    // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
+    // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
+    let mut left_unhandled = 0u64;
+    while let Ok(event) = events.try_recv() {
+        if let mqtt::Event::Message(message) = event {
+            match stop {
+                Stop::Requested => {
+                    handled += 1;
+                    show(&mut printer, handled, &message);
+                }
+                Stop::CountReached => left_unhandled += 1,
+            }
+        }
+    }
+    if left_unhandled > 0 {
+        tracing::warn!(
+            "{left_unhandled} more messages were already acknowledged by Paho and are dropped \
+             (--count reached); with Paho, acknowledged means gone"
+        );
+    }
+    printer.finish();
+    tracing::info!("processed {handled} messages; disconnected cleanly");
+    // (The demo broker stops with this process, and our session with it.)
+    if expiry > 0 && demo.is_none() {
+        tracing::info!(
+            "the broker keeps our session for {expiry} s: start again with client id {} within \
+             that time to receive what is published meanwhile",
+            target.client_id
+        );
+    }
+    if let Some(demo) = demo {
+        demo.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The CONNECT options: MQTT v5, a persistent session, user name and password, TLS that verifies.
+fn connect_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<mqtt::ConnectOptions> {
+    // Knob 2: keep this session for `expiry` seconds after we disconnect. Leaving the property
+    // out means 0, and then knob 1 has nothing to resume.
+    let mut properties = mqtt::Properties::new();
+    properties
+        .push_u32(mqtt::PropertyCode::SessionExpiryInterval, expiry)
+        .context("setting the session expiry")?;
+    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
+    builder
+        // Knob 1: resume the session the broker kept for this client id, if there is one...
+        .clean_start(false)
+        .properties(properties)
+        .user_name(&target.credentials.username)
+        .password(target.credentials.password.expose())
+        .keep_alive_interval(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10));
+    if let common::Security::Tls(roots) = &target.security {
+        builder.ssl_options(
+            roots
+                .paho_ssl_options()
+                .context("setting up TLS for the broker connection")?,
+        );
+    }
+    Ok(builder.finalize())
+}
+
+/// Says, in words, what a CONNACK means for the events published while we were away (the same
+/// sentences as the default program). Paho hands us the CONNACK as the connect response.
+fn explain_session(response: &mqtt::ServerResponse, requested_expiry: u32, reconnect: bool) {
+    let session_present = response
+        .connect_response()
+        .is_some_and(|connack| connack.session_present);
+    // A broker may grant a shorter expiry than we asked for; it then says so in the CONNACK.
+    let granted = response
+        .properties()
+        .get_int(mqtt::PropertyCode::SessionExpiryInterval)
+        .map_or(requested_expiry, |secs| secs as u32);
+    if granted != requested_expiry {
+        tracing::warn!(
+            "the broker keeps our session for only {granted} s (we asked for {requested_expiry} s): \
+             a longer outage loses the backlog"
+        );
+    }
+    if session_present {
+        tracing::info!(
+            "session present: true — the broker kept our session and subscription; the events \
+             published while we were away follow"
+        );
+    } else if granted == 0 {
+        tracing::warn!(
+            "session present: false — nothing was kept: with a session expiry of 0 a session ends \
+             at disconnect, so the events published while we were away are gone"
+        );
+    } else if reconnect {
+        tracing::warn!(
+            "session present: false after a reconnect — the broker no longer had our session (it \
+             restarted without saving sessions, or the session expired): the events published \
+             while we were disconnected are lost. Subscribing again."
+        );
+    } else {
+        tracing::info!(
+            "session present: false — a new session for this client id (first run, or the old \
+             session expired or was lost). From now on the broker queues our events for up to \
+             {granted} s while we are away."
+        );
+    }
+}
+
+/// "Handles" one message: prints it (or counts it with --stats).
+fn show(printer: &mut MessagePrinter, handled: u64, message: &mqtt::Message) {
+    let label = format!("message {handled} on {}", message.topic());
+    printer.show(&label, message.payload());
+}
+
+/// Why the main loop ended.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Requested,
+    /// `--count` messages were handled.
+    CountReached,
+}

@@ -1,0 +1,263 @@
+//! # persistent-session-rumqttc-native-tls — `persistent-session` with the platform's TLS library
+//!
+//! **What it shows.** The same consumer as `persistent-session` (read its `main.rs` first: it
+//! explains the MQTT v5 trap and what must hold for a backlog to survive): `clean_start = false`
+//! **and** a session expiry (`--session-expiry SECS`, default 3600), so the events published
+//! while the consumer was down arrive when it comes back with the same client id, and a line at
+//! every CONNACK saying whether the broker still had our session.
+//!
+//! **Run it.**
+//! ```text
+//! cargo run -p persistent-session --bin persistent-session-rumqttc-native-tls -- --creds creds.json
+//! cargo run -p persistent-session --bin persistent-session-rumqttc-native-tls -- --creds creds.json --session-expiry 0  # the trap
+//! ```
+//! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
+//! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts
+//! without a session: it shows the output, not the backlog.)
+//!
+//! **How it differs from the default program.** One line: `target.rumqttc_options_native_tls()`
+//! instead of `target.rumqttc_options()`, so TLS goes through native-tls (OpenSSL on Linux,
+//! SChannel on Windows, Secure Transport on macOS); `tls-connect-rumqttc-native-tls` says when
+//! to choose it.
+//!
+//! **What it cannot do.** Nothing is lost: the session, the backlog, acks after processing,
+//! back-pressure and the clean DISCONNECT are the default's.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use common::supervisor::NextStep;
+use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{ConnAck, Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+use tokio::sync::mpsc;
+
+/// Capacity of rumqttc's request channel, which carries our acks (and SUBSCRIBE, DISCONNECT) to
+/// the polling task. Why so large: the handler awaits `ack()`, only `poll()` empties this channel,
+/// and the polling task stops calling `poll()` while the work queue is full. A backlog arrives as
+/// one long burst; with a small channel (rumqttc's examples use 10 to 64) the handler ends up
+/// waiting for room in the channel and the polling task for room in the work queue — for ever.
+/// Measured against Mosquitto: stuck after 110 to 160 messages of a 200-message backlog with a
+/// capacity of 64 or 80. QoS 1 packet ids are 16-bit, so at most 65,535 messages can be unacked
+/// at once, and so at most that many acks can be waiting: with room for all of them, `ack()`
+/// never waits for long. The channel allocates only what it holds, not its capacity.
+const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
+
+/// Messages received but not yet handled. A full queue pauses reading from the broker.
+const WORK_QUEUE: usize = 32;
+
+/// Consume events with a persistent MQTT v5 session: what was published while this consumer was
+/// stopped arrives when it starts again.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// How long, in seconds, the broker keeps our session (subscription and queued QoS 1
+    /// messages) after we disconnect. 0 ends the session at disconnect, so nothing is kept: the
+    /// MQTT v5 trap, allowed here to show it. 4294967295 means "never expires".
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    session_expiry: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::logging::init(&args.connect.log);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Real credentials when there is a creds.json (or --creds); otherwise an in-process demo
+    // broker with generated credentials. Either way the code below is the same.
+    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    let topic = target.credentials.topic.clone();
+    let expiry = args.session_expiry;
+
+    // The one line that differs from `persistent-session`: native-tls (OpenSSL) instead of rustls.
+    let mut options = target
+        .rumqttc_options_native_tls()
+        .context("setting up TLS for the broker connection")?;
+    options
+        // Ack after processing, not on receipt: a crash between the two then means redelivery,
+        // not a lost event. In a persistent session the broker keeps unacked messages for us.
+        .set_manual_acks(true)
+        // Knob 1: resume the session the broker kept for this client id, if there is one...
+        .set_clean_start(false)
+        // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
+        // the property out means 0, and then knob 1 has nothing to resume.
+        .set_session_expiry_interval(Some(expiry));
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    tracing::info!(
+        "connecting to {} as client id {} with clean_start=false and a session expiry of \
+         {expiry} s (the broker keys the session by client id: keep it the same from run to run)",
+        target.address(),
+        target.client_id,
+    );
+    if expiry == 0 {
+        tracing::warn!(
+            "--session-expiry 0: the broker ends our session as soon as we disconnect, so events \
+             published while this program is stopped are dropped. This is the MQTT v5 trap: \
+             clean_start=false alone keeps nothing."
+        );
+    }
+    if demo.is_some() {
+        tracing::info!(
+            "the demo broker lives inside this process, so each demo run starts without a \
+             session. To see the backlog, use real credentials: run, Ctrl-C, wait, run again."
+        );
+    }
+
+    // The bounded work queue between the polling task (here) and the handler task.
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(WORK_QUEUE);
+    let handler_client = client.clone();
+    let count = args.connect.count;
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let mut handler = tokio::spawn(async move {
+        let mut handled = 0u64;
+        while let Some(publish) = work_rx.recv().await {
+            handled += 1;
+            let topic = String::from_utf8_lossy(&publish.topic);
+            // DUP: the broker sent this before and got no ack (we crashed or lost the
+            // connection first). We may have handled it already.
+            let redelivery = if publish.dup { " (redelivery)" } else { "" };
+            printer.show(
+                &format!("message {handled} on {topic}{redelivery}"),
+                &publish.payload,
+            );
+            // Handled: now, and only now, the broker may drop it from our session.
+            handler_client.ack(&publish).await?;
+            if count == Some(handled) {
+                break;
+            }
+        }
+        printer.finish();
+        anyhow::Ok(handled)
+    });
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    let shutdown = common::shutdown::signal();
+    tokio::pin!(shutdown);
+
+    let stop = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Stop::Requested,
+            // The handler ends on its own only when --count messages were handled (or on error).
+            result = &mut handler => break Stop::HandlerFinished(result),
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    let reconnect = supervisor.ever_connected();
+                    supervisor.connected();
+                    explain_session(&ack, expiry, reconnect);
+                    // A resumed session still has our subscription, and the backlog is already
+                    // flowing. A new session has none: subscribe.
+                    if !ack.session_present {
+                        client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    common::rumqttc_util::check_suback(&ack, &topic)?;
+                    tracing::info!("subscribed to {topic} with QoS 1");
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    // Waits while the queue is full: that is the back-pressure. A large backlog
+                    // therefore arrives no faster than the handler can take it.
+                    if work_tx.send(publish).await.is_err() {
+                        // The handler is gone; its result (an error or --count) comes next.
+                        break Stop::HandlerFinished((&mut handler).await);
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => match supervisor.failed(&err) {
+                    NextStep::RetryAfter(delay) => {
+                        // Sleep before reconnecting, but wake up for Ctrl-C.
+                        if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
+                            break Stop::Requested;
+                        }
+                    }
+                    NextStep::GiveUp(failure) => return Err(failure.into()),
+                },
+            },
+        }
+    };
+
+    let handled = match stop {
+        Stop::Requested => {
+            tracing::info!("stop requested: finishing the messages already received");
+            drop(work_tx);
+            handler.await??
+        }
+        Stop::HandlerFinished(result) => result??,
+    };
+    // A clean DISCONNECT: the acks above reach the broker first, so the session we leave behind
+    // holds only what we have not handled.
+    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; disconnected cleanly");
+    // (The demo broker stops with this process, and our session with it.)
+    if expiry > 0 && demo.is_none() {
+        tracing::info!(
+            "the broker keeps our session for {expiry} s: start again with client id {} within \
+             that time to receive what is published meanwhile",
+            target.client_id
+        );
+    }
+    if let Some(demo) = demo {
+        demo.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Says, in words, what a CONNACK means for the events published while we were away. This is the
+/// line to look for in production logs after a restart: `session present: false` where `true`
+/// was expected means a backlog was lost.
+fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
+    // A broker may grant a shorter expiry than we asked for; it then says so in the CONNACK.
+    let granted = ack
+        .properties
+        .as_ref()
+        .and_then(|properties| properties.session_expiry_interval)
+        .unwrap_or(requested_expiry);
+    if granted != requested_expiry {
+        tracing::warn!(
+            "the broker keeps our session for only {granted} s (we asked for \
+             {requested_expiry} s): a longer outage loses the backlog"
+        );
+    }
+    if ack.session_present {
+        tracing::info!(
+            "session present: true — the broker kept our session and subscription; the events \
+             published while we were away follow"
+        );
+    } else if granted == 0 {
+        tracing::warn!(
+            "session present: false — nothing was kept: with a session expiry of 0 a session ends \
+             at disconnect, so the events published while we were away are gone"
+        );
+    } else if reconnect {
+        tracing::warn!(
+            "session present: false after a reconnect — the broker no longer had our session (it \
+             restarted without saving sessions, or the session expired): the events published \
+             while we were disconnected are lost. Subscribing again."
+        );
+    } else {
+        tracing::info!(
+            "session present: false — a new session for this client id (first run, or the old \
+             session expired or was lost). From now on the broker queues our events for up to \
+             {granted} s while we are away."
+        );
+    }
+}
+
+/// Why the main loop ended.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Requested,
+    /// The handler task returned (after `--count` messages, or with an error).
+    HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
+}
