@@ -1,0 +1,469 @@
+//! `shared-subscription` run as several processes against a real Mosquitto 2 (TLS, password
+//! auth, MQTT v5), one MQTT connection per process as in production:
+//! - three processes in one group split a stream with nothing lost or duplicated;
+//! - a member killed with SIGKILL: the survivors handle everything published afterwards;
+//! - a rolling restart (SIGTERM, start again with the same --instance) with persistent sessions
+//!   loses nothing, including what the broker queued for a member while it was away;
+//! - a clean-start member stopped with SIGTERM leaves the group first and loses nothing;
+//! - with no credentials, one command shows three workers sharing the demo stream.
+//!
+//! The tests print what they measured (splits, losses, duplicates): run with `--nocapture`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use scenario_tests::*;
+
+const BIN: &str = "shared-subscription";
+
+/// The clientId in the test creds; the default group is `<clientId>-workers`.
+const CLIENT_ID: &str = "fleet";
+
+/// Messages per batch of the background publisher.
+const BATCH: u64 = 25;
+
+/// A line the example prints for every handled message: `[<client id>] message N on <topic>`.
+fn is_message_line(line: &str) -> bool {
+    line.starts_with('[') && line.contains("] message ")
+}
+
+/// Starts one member: `base` (creds and CA) plus `--instance <instance>` plus `extra`.
+fn start_member(base: &[String], instance: u32, extra: &[&str]) -> ExampleProcess {
+    let mut args = base.to_vec();
+    args.extend(["--instance".to_owned(), instance.to_string()]);
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    spawn(BIN, &args)
+}
+
+/// Waits until every seq in `wanted` was handled by one of `members` (or [`WAIT`] passed).
+fn wait_for_seqs(members: &[&ExampleProcess], wanted: impl Iterator<Item = u64> + Clone) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = histogram(members);
+        if wanted.clone().all(|seq| seen.contains_key(&seq)) || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How often each seq was handled, over all `members`.
+fn histogram(members: &[&ExampleProcess]) -> BTreeMap<u64, usize> {
+    let mut seen = BTreeMap::new();
+    for member in members {
+        for seq in seqs(member) {
+            *seen.entry(seq).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// The seqs in `expected` that nobody handled.
+fn missing(seen: &BTreeMap<u64, usize>, expected: impl Iterator<Item = u64>) -> Vec<u64> {
+    expected.filter(|seq| !seen.contains_key(seq)).collect()
+}
+
+/// The seqs handled more than once.
+fn duplicated(seen: &BTreeMap<u64, usize>) -> Vec<u64> {
+    seen.iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(seq, _)| *seq)
+        .collect()
+}
+
+/// Waits until the broker log contains one of `needles`.
+fn wait_for_broker_log(fx: &Fixture, needles: &[&str]) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = fx.broker.log();
+        if needles.iter().any(|needle| log.contains(needle)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGTERM to every member, then expects each to exit 0 after a clean DISCONNECT.
+fn stop_all(members: &mut [ExampleProcess]) {
+    for member in members.iter() {
+        member.terminate();
+    }
+    for member in members.iter_mut() {
+        let status = expect_exit(member);
+        assert!(status.success(), "{status}:\n{}", member.transcript());
+        assert!(
+            member.stderr().contains("disconnected cleanly"),
+            "{}",
+            member.transcript()
+        );
+    }
+}
+
+fn transcripts(members: &[&ExampleProcess]) -> String {
+    members.iter().map(|m| m.transcript()).collect()
+}
+
+/// Publishes batches of [`BATCH`] messages with consecutive seqs (from 0) until `running` is
+/// cleared; `published` is the number the broker has acknowledged. Returns the total.
+fn publish_until_stopped(fx: &Fixture, running: &AtomicBool, published: &AtomicU64) -> u64 {
+    let mut next = 0;
+    while running.load(Ordering::SeqCst) {
+        fx.publish_from(next, BATCH);
+        next += BATCH;
+        published.store(next, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    next
+}
+
+/// Waits until the background publisher has published at least `n` messages.
+fn wait_until_published(published: &AtomicU64, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    while published.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "the publisher is stuck");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn three_processes_split_600_messages_without_loss_or_duplicates() {
+    let fx = Fixture::new();
+    let base = fx.args(CLIENT_ID);
+    let mut members: Vec<ExampleProcess> = (1..=3).map(|i| start_member(&base, i, &[])).collect();
+    for member in &members {
+        // The default group comes from the credentials' clientId.
+        expect_line(
+            member,
+            "subscribed to $share/fleet-workers/airfinder/test-org/events/#",
+        );
+    }
+
+    fx.publish(600);
+    let all: Vec<&ExampleProcess> = members.iter().collect();
+    wait_for_seqs(&all, 0..600);
+    stop_all(&mut members);
+
+    let split: Vec<usize> = members.iter().map(|m| seqs(m).len()).collect();
+    eprintln!("split of 600 messages over 3 processes: {split:?}");
+    let all: Vec<&ExampleProcess> = members.iter().collect();
+    let seen = histogram(&all);
+    let lost = missing(&seen, 0..600);
+    assert!(lost.is_empty(), "lost: {lost:?}\n{}", transcripts(&all));
+    assert!(
+        duplicated(&seen).is_empty(),
+        "duplicated: {:?}",
+        duplicated(&seen)
+    );
+    assert_eq!(split.iter().sum::<usize>(), 600, "{split:?}");
+    assert!(
+        split.iter().all(|n| *n > 0),
+        "a member got nothing: {split:?}"
+    );
+    // Each process connected with its own id, `<clientId>-<instance>`.
+    for (member, i) in members.iter().zip(1..) {
+        assert!(
+            member
+                .stdout()
+                .contains(&format!("[fleet-{i}] message 1 on ")),
+            "{}",
+            member.transcript()
+        );
+    }
+}
+
+#[test]
+fn survivors_take_over_every_message_published_after_a_member_is_killed() {
+    let fx = Fixture::new();
+    let base = fx.args(CLIENT_ID);
+    // 5 ms of simulated work per message, so the first batch is still being handled at the kill.
+    let mut members: Vec<ExampleProcess> = (1..=3)
+        .map(|i| start_member(&base, i, &["--work-ms", "5"]))
+        .collect();
+    for member in &members {
+        expect_line(member, "subscribed to");
+    }
+
+    // Batch A (seq 0..300): Mosquitto deals it round-robin as it is published, ~100 per member.
+    fx.publish(300);
+    let victim_handled = members[1].wait_for_count(is_message_line, 10, WAIT);
+    assert!(victim_handled >= 10, "{}", members[1].transcript());
+    let mut victim = members.remove(1);
+    victim.kill();
+    // SIGKILL closes the socket, so Mosquitto notices at once and ends the clean-start session
+    // (a silent network drop would take up to 1.5 x the keep-alive). Mosquitto 2.0.11 logs it
+    // either way, depending on where in the TLS stream the socket died.
+    assert!(
+        wait_for_broker_log(
+            &fx,
+            &[
+                "Client fleet-2 closed its connection",
+                "Client fleet-2 disconnected",
+            ]
+        ),
+        "{}",
+        fx.broker.log()
+    );
+
+    // Batch B (seq 1000..1300), published after the broker knows the member is gone.
+    fx.publish_from(1000, 300);
+    let survivors: Vec<&ExampleProcess> = members.iter().collect();
+    wait_for_seqs(&survivors, 1000..1300);
+    stop_all(&mut members);
+
+    let survivors: Vec<&ExampleProcess> = members.iter().collect();
+    let seen = histogram(&survivors);
+    let lost_b = missing(&seen, 1000..1300);
+    let b_split: Vec<usize> = members
+        .iter()
+        .map(|m| seqs(m).iter().filter(|seq| **seq >= 1000).count())
+        .collect();
+    let victim_seqs = seqs(&victim);
+    let a_handled = (0..300)
+        .filter(|seq| seen.contains_key(seq) || victim_seqs.contains(seq))
+        .count();
+    eprintln!(
+        "SIGKILL: the killed member had handled {} of batch A; batch A handled by anyone: \
+         {a_handled} of 300 (the rest had been dealt to the killed clean-start member and was \
+         dropped with its session); batch B over the 2 survivors: {b_split:?}",
+        victim_seqs.len()
+    );
+    assert!(
+        lost_b.is_empty(),
+        "published after the kill but not handled: {lost_b:?}\n{}",
+        transcripts(&survivors)
+    );
+    assert!(
+        duplicated(&seen).is_empty(),
+        "duplicated: {:?}",
+        duplicated(&seen)
+    );
+    assert!(
+        b_split.iter().all(|n| *n > 0),
+        "a survivor got nothing: {b_split:?}"
+    );
+}
+
+#[test]
+fn rolling_restart_with_persistent_sessions_and_stable_ids_loses_nothing() {
+    let fx = Fixture::new();
+    let base = fx.args(CLIENT_ID);
+    let extra = ["--session-expiry", "60", "--work-ms", "1"];
+    let mut members: Vec<ExampleProcess> =
+        (1..=3).map(|i| start_member(&base, i, &extra)).collect();
+    for member in &members {
+        expect_line(member, "subscribed to");
+    }
+    // Earlier incarnations, and per member the seqs published while it was down.
+    let mut retired: Vec<ExampleProcess> = Vec::new();
+    let mut offline_windows = Vec::new();
+
+    let running = AtomicBool::new(true);
+    let published = AtomicU64::new(0);
+    let total = std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| publish_until_stopped(&fx, &running, &published));
+
+        for (index, instance) in (1..=3).enumerate() {
+            // The member is busy with the live stream...
+            let before = members[index].count_lines(is_message_line);
+            let busy = members[index].wait_for_count(is_message_line, before + 5, WAIT);
+            assert!(busy >= before + 5, "{}", members[index].transcript());
+            // ...when it is stopped (SIGTERM).
+            stop_all(std::slice::from_mut(&mut members[index]));
+            // While it is down (a slow restart: three batches), its share keeps being queued
+            // in its session. A batch may have been in flight at the exit: skip one.
+            let down_from = published.load(Ordering::SeqCst) + BATCH;
+            wait_until_published(&published, down_from + 2 * BATCH);
+            let down_to = published.load(Ordering::SeqCst);
+            offline_windows.push(down_from..down_to);
+            // Started again with the same --instance, it resumes its session.
+            let restarted = start_member(&base, instance, &extra);
+            retired.push(std::mem::replace(&mut members[index], restarted));
+            expect_line(&members[index], "connected (session present: true)");
+        }
+        running.store(false, Ordering::SeqCst);
+        publisher.join().expect("publisher thread")
+    });
+
+    let everyone: Vec<&ExampleProcess> = members.iter().chain(&retired).collect();
+    wait_for_seqs(&everyone, 0..total);
+    stop_all(&mut members);
+
+    let everyone: Vec<&ExampleProcess> = members.iter().chain(&retired).collect();
+    let seen = histogram(&everyone);
+    let lost = missing(&seen, 0..total);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let per_member: Vec<usize> = (1..=3)
+        .map(|i| {
+            let prefix = format!("[fleet-{i}] ");
+            everyone
+                .iter()
+                .map(|m| m.count_lines(|l| l.starts_with(&prefix)))
+                .sum()
+        })
+        .collect();
+    // What each restarted member got from the messages published while it was down.
+    let queued_while_down: Vec<usize> = members
+        .iter()
+        .zip(&offline_windows)
+        .map(|(member, window)| {
+            seqs(member)
+                .iter()
+                .filter(|seq| window.contains(seq))
+                .count()
+        })
+        .collect();
+    eprintln!(
+        "rolling restart of 3 members: {total} published, {} lost, {duplicates} duplicates; \
+         handled per member (both incarnations): {per_member:?}; delivered after the restart \
+         from what was published while the member was down: {queued_while_down:?} \
+         (windows {offline_windows:?})",
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost {} messages: {lost:?}\n{}",
+        lost.len(),
+        transcripts(&everyone)
+    );
+    // Mosquitto kept routing each offline member's share to its session, and the restarted
+    // process (same client id) received it.
+    assert!(
+        queued_while_down.iter().all(|n| *n > 0),
+        "a restarted member got nothing queued while it was down: {queued_while_down:?}"
+    );
+}
+
+#[test]
+fn a_clean_start_member_stopped_with_sigterm_leaves_the_group_and_loses_nothing() {
+    let fx = Fixture::new();
+    let base = fx.args(CLIENT_ID);
+    // 6 ms per message: the members are busy, so the broker has dealt some messages ahead.
+    let mut members: Vec<ExampleProcess> = (1..=3)
+        .map(|i| start_member(&base, i, &["--work-ms", "6"]))
+        .collect();
+    for member in &members {
+        expect_line(member, "subscribed to");
+    }
+
+    let running = AtomicBool::new(true);
+    let published = AtomicU64::new(0);
+    let total = std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| publish_until_stopped(&fx, &running, &published));
+        members[1].wait_for_count(is_message_line, 30, WAIT);
+        // A scale-down: SIGTERM, and the member does not come back.
+        stop_all(std::slice::from_mut(&mut members[1]));
+        let after = published.load(Ordering::SeqCst);
+        wait_until_published(&published, after + 4 * BATCH);
+        running.store(false, Ordering::SeqCst);
+        publisher.join().expect("publisher thread")
+    });
+
+    let everyone: Vec<&ExampleProcess> = members.iter().collect();
+    wait_for_seqs(&everyone, 0..total);
+    let leaver = &members[1];
+    expect_line(leaver, "leaving the group");
+    let mut survivors = vec![members.remove(0), members.remove(1)];
+    stop_all(&mut survivors);
+
+    let everyone: Vec<&ExampleProcess> = survivors.iter().chain(&members).collect();
+    let seen = histogram(&everyone);
+    let lost = missing(&seen, 0..total);
+    eprintln!(
+        "clean-start SIGTERM of 1 of 3 members: {total} published, {} lost, {} duplicated; \
+         the leaver handled {}",
+        lost.len(),
+        duplicated(&seen).len(),
+        seqs(&members[0]).len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost: {lost:?}\n{}",
+        transcripts(&everyone)
+    );
+    assert!(
+        duplicated(&seen).is_empty(),
+        "duplicated: {:?}",
+        duplicated(&seen)
+    );
+}
+
+#[test]
+fn a_wrong_password_stops_every_worker_with_the_auth_exit_code() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds(CLIENT_ID);
+    creds["password"] = json!("not-the-password");
+    let path = fx.write(&creds);
+    let args = vec![
+        "--creds".to_owned(),
+        path_str(&path),
+        "--ca-file".to_owned(),
+        path_str(fx.broker.ca_path()),
+        "--workers".to_owned(),
+        "2".to_owned(),
+    ];
+    let mut process = spawn(BIN, &args);
+    expect_failure(
+        &mut process,
+        5,
+        &["refused the connection as not authorized"],
+    );
+    assert!(!process.transcript().contains("not-the-password"));
+}
+
+#[test]
+fn a_persistent_session_without_a_stable_instance_is_refused() {
+    let mut process = spawn(BIN, &["--session-expiry".to_owned(), "300".to_owned()]);
+    expect_failure(
+        &mut process,
+        2,
+        &["--session-expiry needs a stable --instance"],
+    );
+}
+
+#[test]
+fn without_credentials_three_workers_in_one_process_split_the_demo_stream() {
+    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut command = mosquitto_harness::example_command(BIN);
+    command.current_dir(cwd.path()).args(["--count", "9"]);
+    let mut demo = ExampleProcess::spawn_command(command).expect("spawn");
+    let status = expect_exit(&mut demo);
+    let transcript = demo.transcript();
+    assert!(status.success(), "{status}:\n{transcript}");
+    assert!(transcript.contains("DEMO BROKER"), "{transcript}");
+    // Without --instance, the instance is `<host name>-<pid>`, and it says so.
+    let pid = demo.pid();
+    assert!(
+        transcript.contains(&format!("-{pid} (host name and process id)")),
+        "{transcript}"
+    );
+    assert_eq!(demo.count_lines(is_message_line), 9, "{transcript}");
+    // Three connections with their own client ids, `demo-consumer-<host>-<pid>-<worker>`; each
+    // handled a share, and the final tally names them all.
+    let handlers: std::collections::BTreeSet<String> = demo
+        .stdout()
+        .lines()
+        .filter(|l| is_message_line(l))
+        .filter_map(|l| l.split(']').next().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        handlers.len(),
+        3,
+        "not every worker handled a message:\n{transcript}"
+    );
+    let tally = demo
+        .stderr()
+        .lines()
+        .rev()
+        .find(|l| l.contains("tally: 9 handled:"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no final tally:\n{transcript}"));
+    for worker in 1..=3 {
+        assert!(tally.contains(&format!("-{pid}-{worker}=")), "{tally}");
+    }
+    eprintln!("demo: {tally}");
+}
