@@ -59,17 +59,6 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
-/// Capacity of rumqttc's request channel, which carries our acks (and SUBSCRIBE, DISCONNECT) to
-/// the polling task. Why so large: the handler awaits `ack()`, and only `poll()` empties this
-/// channel, while the polling task stops calling `poll()` whenever the work queue is full. In a
-/// burst of events a small channel (rumqttc examples use 10 to 64) fills up: the handler then
-/// waits for room in the channel and the polling task for room in the work queue — for ever
-/// (measured with Mosquitto: stuck after about 550 of a 5,000-event burst with a capacity of 64).
-/// QoS 1 packet ids are 16-bit, so at most 65,535 messages can be unacked at once, and so at most
-/// that many acks can be waiting: with room for all of them, `ack()` never waits for long. The
-/// channel allocates only what it holds, not its capacity.
-const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
-
 /// Messages received but not yet handled. A full queue pauses reading from the broker.
 const WORK_QUEUE: usize = 32;
 
@@ -108,7 +97,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_clean_start(true)
         // ...knob 2: and keep none after we disconnect (absent = 0 s). Nothing queues for us.
         .set_session_expiry_interval(None);
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    // Room for every ack a connection can owe. In a burst of events, with rumqttc's usual 10-64
+    // the handler (waiting to queue an ack) and the poller (waiting to queue a message) freeze
+    // on each other. See `REQUEST_CHANNEL_CAPACITY` for why this size is always enough.
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} with clean_start=true and no session expiry: events \
          published while this program is not connected are never delivered to it",
