@@ -45,7 +45,9 @@ impl Fixture {
 
     /// Writes a creds object to a fresh file and returns its path.
     pub fn write(&self, creds: &Value) -> PathBuf {
-        let sub = tempfile::tempdir_in(self.dir.path()).expect("tempdir").keep();
+        let sub = tempfile::tempdir_in(self.dir.path())
+            .expect("tempdir")
+            .keep();
         mosquitto_harness::write_creds_value(&sub, creds)
     }
 
@@ -110,7 +112,11 @@ pub fn expect_exit(process: &mut ExampleProcess) -> ExitStatus {
 pub fn expect_failure(process: &mut ExampleProcess, code: i32, needles: &[&str]) {
     let status = expect_exit(process);
     let transcript = process.transcript();
-    assert_eq!(status.code(), Some(code), "exit status {status}:\n{transcript}");
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "exit status {status}:\n{transcript}"
+    );
     for needle in needles {
         assert!(
             process.stderr().contains(needle),

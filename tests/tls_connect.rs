@@ -19,7 +19,9 @@ fn right_ca_receives_every_message_and_exits_zero_after_count() {
     let status = expect_exit(&mut sub);
     assert!(status.success(), "{status}:\n{}", sub.transcript());
     assert_eq!(seqs(&sub), vec![0, 1, 2, 3, 4], "{}", sub.transcript());
-    assert!(sub.stderr().contains("processed 5 messages; disconnected cleanly"));
+    assert!(sub
+        .stderr()
+        .contains("processed 5 messages; disconnected cleanly"));
     // The password must never reach the output.
     assert!(!sub.transcript().contains(fx.broker.password()));
 }
@@ -202,12 +204,20 @@ fn without_credentials_the_demo_broker_starts_and_delivers() {
     let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
     let status = expect_exit(&mut sub);
     assert!(status.success(), "{status}:\n{}", sub.transcript());
-    assert!(sub.transcript().contains("DEMO BROKER"), "{}", sub.transcript());
+    assert!(
+        sub.transcript().contains("DEMO BROKER"),
+        "{}",
+        sub.transcript()
+    );
     assert_eq!(
         sub.count_lines(|l| l.starts_with("message ")),
         3,
         "{}",
         sub.transcript()
     );
-    assert!(sub.stdout().contains("\"eventType\""), "{}", sub.transcript());
+    assert!(
+        sub.stdout().contains("\"eventType\""),
+        "{}",
+        sub.transcript()
+    );
 }
