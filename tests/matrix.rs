@@ -8,8 +8,8 @@
 //! `UPDATE_README=1 cargo test -p scenario-tests --test matrix readme` to rewrite that block.
 //!
 //! The variants of one scenario run side by side against one broker (each with its own client
-//! id), so a check costs about as much as one run of one binary. The paho variants must be built
-//! with `--features paho` (scripts/test builds with `--all-features`).
+//! id), so a check costs about as much as one run of one binary. The paho and native-tls variants
+//! must be built with their package features (scripts/test builds with `--all-features`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,9 @@ struct Variant {
     runtime: &'static str,
     /// The TLS implementation.
     tls: &'static str,
-    /// Built only with the package feature `paho` (needs cmake, a C compiler, OpenSSL headers).
-    paho: bool,
+    /// The package feature that builds it (`paho`: cmake, a C compiler, OpenSSL headers;
+    /// `native-tls`: OpenSSL headers), or `None`: a Rust toolchain is enough.
+    feature: Option<&'static str>,
 }
 
 /// The columns of the matrix, in order.
@@ -38,42 +39,42 @@ const VARIANTS: [Variant; 6] = [
         library: "rumqttc 0.25 v5 `AsyncClient`",
         runtime: "Tokio",
         tls: "rustls (aws-lc-rs); system roots or `--ca-file`",
-        paho: false,
+        feature: None,
     },
     Variant {
         name: "rumqttc-native-tls",
         library: "rumqttc 0.25 v5 `AsyncClient`",
         runtime: "Tokio",
         tls: "native-tls (OpenSSL on Linux)",
-        paho: false,
+        feature: Some("native-tls"),
     },
     Variant {
         name: "rumqttc-blocking",
         library: "rumqttc 0.25 v5 `Client` (blocking)",
         runtime: "threads",
         tls: "rustls (aws-lc-rs)",
-        paho: false,
+        feature: None,
     },
     Variant {
         name: "paho-async-std",
         library: "paho-mqtt 0.14 (Paho C 1.3)",
         runtime: "async-std (deprecated: RUSTSEC-2025-0052; use smol)",
         tls: "OpenSSL, `verify(true)`",
-        paho: true,
+        feature: Some("paho"),
     },
     Variant {
         name: "paho-smol",
         library: "paho-mqtt 0.14 (Paho C 1.3)",
         runtime: "smol",
         tls: "OpenSSL, `verify(true)`",
-        paho: true,
+        feature: Some("paho"),
     },
     Variant {
         name: "paho-tokio",
         library: "paho-mqtt 0.14 (Paho C 1.3)",
         runtime: "Tokio",
         tls: "OpenSSL, `verify(true)`",
-        paho: true,
+        feature: Some("paho"),
     },
 ];
 
@@ -648,10 +649,11 @@ fn render_matrix() -> String {
     let mut out = String::new();
     out.push_str("| variant | library | runtime | TLS | build needs |\n|---|---|---|---|---|\n");
     for variant in &VARIANTS {
-        let needs = if variant.paho {
-            "`--features paho`: cmake, C compiler, pkg-config, libssl-dev"
-        } else {
-            "a Rust toolchain"
+        let needs = match variant.feature {
+            Some("paho") => "`--features paho`: cmake, a C compiler, pkg-config, libssl-dev",
+            Some("native-tls") => "`--features native-tls`: pkg-config, libssl-dev (Linux)",
+            Some(other) => panic!("describe the build needs of feature {other}"),
+            None => "a Rust toolchain",
         };
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {needs} |\n",
@@ -728,8 +730,8 @@ fn readme_matrix_is_current() {
     );
 }
 
-/// The `[[bin]]` entries of a package: `(name, required-features mentions "paho")`.
-fn declared_binaries(package: &str) -> Vec<(String, bool)> {
+/// The `[[bin]]` entries of a package: `(name, the feature in its required-features)`.
+fn declared_binaries(package: &str) -> Vec<(String, Option<String>)> {
     let manifest = workspace_root()
         .join("examples")
         .join(package)
@@ -745,8 +747,11 @@ fn declared_binaries(package: &str) -> Vec<(String, bool)> {
                 .find_map(|line| line.trim().strip_prefix("name = "))
                 .map(|value| value.trim_matches('"').to_owned())
                 .unwrap_or_else(|| panic!("{}: [[bin]] without a name", manifest.display()));
-            let paho = block.contains("required-features = [\"paho\"]");
-            (name, paho)
+            let feature = block
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("required-features = [\""))
+                .map(|rest| rest.trim_end_matches("\"]").to_owned());
+            (name, feature)
         })
         .collect()
 }
@@ -766,14 +771,15 @@ fn every_binary_is_in_the_matrix_and_every_matrix_binary_is_declared() {
             "examples/{}/Cargo.toml [[bin]] vs MATRIX",
             row.scenario
         );
-        for (name, behind_feature) in &declared {
+        for (name, feature) in &declared {
             let variant = VARIANTS
                 .iter()
                 .find(|v| binary(row.scenario, v) == *name)
                 .expect("listed above");
             assert_eq!(
-                *behind_feature, variant.paho,
-                "{name}: paho binaries need `required-features = [\"paho\"]`, others must not"
+                feature.as_deref(),
+                variant.feature,
+                "{name}: its required-features must be the variant's feature"
             );
         }
     }

@@ -178,7 +178,9 @@ impl BrokerTarget {
         Ok(self.rumqttc_options_with(tls))
     }
 
-    /// Same as [`BrokerTarget::rumqttc_options`] with native-tls (OpenSSL on Linux).
+    /// Same as [`BrokerTarget::rumqttc_options`] with native-tls (OpenSSL on Linux). Needs the
+    /// crate feature `native-tls`.
+    #[cfg(feature = "native-tls")]
     pub fn rumqttc_options_native_tls(&self) -> Result<rumqttc::v5::MqttOptions, TlsError> {
         let tls = match &self.security {
             Security::Tls(roots) => Some(roots.rumqttc_native_tls()?),

@@ -68,6 +68,7 @@ pub enum TlsError {
         detail: String,
     },
     /// native-tls (OpenSSL) refused to build a connector.
+    #[cfg(feature = "native-tls")]
     #[error("cannot set up native TLS: {0}.")]
     NativeTls(#[from] native_tls::Error),
 }
@@ -153,6 +154,7 @@ impl TlsRoots {
     /// TLS for rumqttc over native-tls (OpenSSL on Linux, SChannel on Windows, Secure Transport on
     /// macOS). With `System` it uses the platform's own store; with a CA file only that CA is
     /// trusted (built-in roots are disabled so a CA file means exactly that CA).
+    #[cfg(feature = "native-tls")]
     pub fn native_tls_connector(&self) -> Result<native_tls::TlsConnector, TlsError> {
         let mut builder = native_tls::TlsConnector::builder();
         if let TlsRoots::CaFile(path) = self {
@@ -171,6 +173,7 @@ impl TlsRoots {
     }
 
     /// TLS for rumqttc over native-tls, wrapped for rumqttc.
+    #[cfg(feature = "native-tls")]
     pub fn rumqttc_native_tls(&self) -> Result<rumqttc::TlsConfiguration, TlsError> {
         Ok(rumqttc::TlsConfiguration::NativeConnector(
             self.native_tls_connector()?,

@@ -12,10 +12,10 @@
 //! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
 //! both can reach, so real credentials: every demo run starts a broker of its own):
 //! ```text
-//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-native-tls -- --creds creds.json
+//! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json
 //! # the fix: one id per process
-//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 1
-//! cargo run -p client-id-collision --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 2
+//! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 1
+//! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 2
 //! ```
 //! **How it differs from the default program.** One connection per process (the default's
 //! `--single` mode), and TLS through native-tls (`target.rumqttc_options_native_tls()`) — the

@@ -8,8 +8,8 @@
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p persistent-session --bin persistent-session-rumqttc-native-tls -- --creds creds.json
-//! cargo run -p persistent-session --bin persistent-session-rumqttc-native-tls -- --creds creds.json --session-expiry 0  # the trap
+//! cargo run -p persistent-session --features native-tls --bin persistent-session-rumqttc-native-tls -- --creds creds.json
+//! cargo run -p persistent-session --features native-tls --bin persistent-session-rumqttc-native-tls -- --creds creds.json --session-expiry 0  # the trap
 //! ```
 //! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
 //! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts

@@ -8,10 +8,11 @@
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p tls-connect --bin tls-connect-rumqttc-native-tls
-//! cargo run -p tls-connect --bin tls-connect-rumqttc-native-tls -- --creds creds.json
+//! cargo run -p tls-connect --features native-tls --bin tls-connect-rumqttc-native-tls
+//! cargo run -p tls-connect --features native-tls --bin tls-connect-rumqttc-native-tls -- --creds creds.json
 //! ```
-//! On Linux it links the system's OpenSSL (`libssl-dev` to build, `libssl3` to run).
+//! On Linux it links the system's OpenSSL: `pkg-config` and `libssl-dev` to build (hence the
+//! feature `native-tls`: the default program needs neither), `libssl3` to run.
 //!
 //! **How it differs from the default program.** `target.rumqttc_options_native_tls()` instead
 //! of `target.rumqttc_options()`; see `common::TlsRoots::native_tls_connector`: with `--ca-file`
