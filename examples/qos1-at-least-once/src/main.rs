@@ -97,6 +97,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::rumqttc_util::REQUEST_CHANNEL_CAPACITY;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
@@ -109,12 +110,6 @@ use tokio::sync::mpsc;
 /// Capacity of the work queue, and the Receive Maximum we announce: the most unacked messages a
 /// (well-behaved) broker sends us at once.
 const IN_FLIGHT: u16 = 32;
-
-/// Capacity of rumqttc's request channel, where our PUBACKs wait until the polling task's next
-/// `poll()`. One connection has 65,535 packet ids, so there are never more unacked messages (and
-/// never more acks to queue) than that: with room for all of them an ack never waits. The queue
-/// allocates as it fills, not up front.
-const REQUEST_CHANNEL: usize = u16::MAX as usize + 16;
 
 /// Payload fields tried, in this order, as the idempotency key. Illustrative: use the field that
 /// identifies an event in your payloads.
@@ -180,7 +175,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_session_expiry_interval(Some(args.session_expiry))
         // Ask for at most IN_FLIGHT unacked messages at once (not every broker keeps to it).
         .set_receive_maximum(Some(IN_FLIGHT));
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (persistent session, expiry {} s)",
         target.address(),
@@ -239,7 +234,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         connection: connection.load(Ordering::SeqCst),
                     };
                     // Waits while the queue is full: that is the back-pressure. Safe because the
-                    // handler never waits for us (see REQUEST_CHANNEL).
+                    // handler never waits for us (see REQUEST_CHANNEL_CAPACITY).
                     if work_tx.send(delivery).await.is_err() {
                         // The handler is gone; its result (an error or --count) comes next.
                         break Stop::HandlerFinished((&mut handler).await);
