@@ -107,6 +107,11 @@ const PAHO_TLS_ERRORS: &str = "Paho reports an unknown CA, a certificate for ano
 const PAHO_NO_DUP: &str = "paho-mqtt's `Message` does not expose the DUP flag, so a redelivered \
      message cannot be marked `(redelivery)`.";
 
+/// What acking on receipt means for a group.
+const PAHO_SHARE: &str = "In a group this means: a member that is killed loses what waits in \
+     its stream for good (the broker counted it as delivered, so neither the other members nor a \
+     restart get it), and a slow member does not slow its share.";
+
 /// A row of the matrix: one scenario, one status per entry of [`VARIANTS`].
 struct Row {
     scenario: &'static str,
@@ -163,11 +168,11 @@ const MATRIX: &[Row] = &[
         scenario: "shared-subscription",
         cells: [
             Supported,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
-            NotProvided,
+            Supported,
+            Supported,
+            Limited(&[PAHO_ACKS, PAHO_SHARE]),
+            Limited(&[PAHO_ACKS, PAHO_SHARE]),
+            Limited(&[PAHO_ACKS, PAHO_SHARE]),
         ],
     },
     Row {
@@ -516,6 +521,111 @@ fn persistent_session_every_variant_with_expiry_0_keeps_no_backlog() {
             "{bin}: the warning\n{transcript}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared-subscription
+
+#[test]
+fn shared_subscription_every_variant_splits_the_stream_between_two_members_without_loss() {
+    let fx = Fixture::new();
+    // Per variant two members (instances 1 and 2) in a group of the variant's own, so every
+    // group gets the whole stream and splits it between its two members.
+    let mut groups: Vec<(String, Vec<ExampleProcess>)> = runnable("shared-subscription")
+        .into_iter()
+        .map(|(bin, variant)| {
+            let members = (1..=2)
+                .map(|instance| {
+                    let mut args = fx.args(&client_id("share", variant));
+                    args.extend([
+                        "--group".into(),
+                        format!("matrix-{}", variant.name),
+                        "--instance".into(),
+                        instance.to_string(),
+                    ]);
+                    spawn(&bin, &args)
+                })
+                .collect();
+            (bin, members)
+        })
+        .collect();
+    for (_, members) in &groups {
+        for member in members {
+            expect_line(member, "subscribed to $share/matrix-");
+        }
+    }
+    fx.publish(100);
+
+    for (bin, members) in &mut groups {
+        // Wait until the group has handled all 100, then stop both members.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let seen: BTreeSet<u64> = members.iter().flat_map(seqs).collect();
+            if seen.len() == 100 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{bin}: the group handled only {} of 100\n{}\n{}",
+                seen.len(),
+                members[0].transcript(),
+                members[1].transcript()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for member in members.iter() {
+            member.terminate();
+        }
+        let mut all: Vec<u64> = Vec::new();
+        let mut split = Vec::new();
+        for member in members.iter_mut() {
+            let status = expect_exit(member);
+            assert!(status.success(), "{bin}: {status}\n{}", member.transcript());
+            expect_line(member, "disconnected cleanly");
+            split.push(seqs(member).len());
+            all.extend(seqs(member));
+        }
+        all.sort_unstable();
+        println!("{bin}: 100 messages split {split:?}");
+        assert_eq!(
+            all,
+            (0..100).collect::<Vec<u64>>(),
+            "{bin}: lost or duplicated"
+        );
+        assert!(
+            split.iter().all(|n| *n > 0),
+            "{bin}: a member got nothing: {split:?}"
+        );
+        assert!(
+            members[0].stdout().contains(&format!(
+                "[matrix-share-{}-1] message 1 on ",
+                bin_variant(bin)
+            )),
+            "{bin}: each message is labelled with the member's client id\n{}",
+            members[0].transcript()
+        );
+    }
+}
+
+#[test]
+fn shared_subscription_every_variant_refuses_a_persistent_session_without_a_stable_instance() {
+    let fx = Fixture::new();
+    let mut subs = spawn_all("shared-subscription", |variant| {
+        let mut args = fx.args(&client_id("unstable", variant));
+        args.extend(["--session-expiry".into(), "300".into()]);
+        args
+    });
+    for (_, sub) in &mut subs {
+        expect_failure(sub, 2, &["--session-expiry needs a stable --instance"]);
+    }
+}
+
+/// The variant name of a binary (`default` for the scenario's own).
+fn bin_variant(bin: &str) -> &'static str {
+    VARIANTS
+        .iter()
+        .find(|v| bin.ends_with(&format!("-{}", v.name)))
+        .map_or("default", |v| v.name)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -122,6 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut connected = false;
     // Only for the log line that makes the symptom visible: how long each connection lived.
     let mut connected_at: Option<Instant> = None;
     loop {
@@ -133,11 +134,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         if handler.is_finished() {
             break;
         }
-        let event = match connection.recv_timeout(WAKE_UP) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("rumqttc's request queue closed"),
+        // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
+        // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
+        // persistent session it then keeps a session without our subscription). rumqttc's
+        // connection timeout bounds the wait. Once connected, wake up every WAKE_UP for Ctrl-C.
+        let event = if connected {
+            match connection.recv_timeout(WAKE_UP) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("rumqttc's request queue closed")
+                }
+            }
+        } else {
+            match connection.recv() {
+                Ok(event) => event,
+                Err(_) => anyhow::bail!("rumqttc's request queue closed"),
+            }
         };
+        // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
+        connected = event.is_ok();
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 supervisor.connected();
@@ -193,7 +209,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the handler thread panicked"),
     };
-    common::rumqttc_sync::disconnect(&client, &mut connection);
+    // A clean DISCONNECT, when there is a connection to end (not in the middle of a reconnect).
+    if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection);
+    }
     tracing::info!("processed {handled} messages; disconnected cleanly");
     if let Some(demo) = demo {
         demo.shutdown();

@@ -132,9 +132,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 // A resumed session still has our subscription, and the backlog is already
                 // flowing. A new session has none: subscribe.
                 if !session_present {
-                    let granted = client.subscribe(topic.as_str(), mqtt::QOS_1).await;
-                    // `false`: the connection dropped meanwhile; the event stream says so next.
-                    if common::paho_util::check_subscribe(granted, &topic, client.is_connected())? {
+                    // `false`: the connection dropped first; the event stream says so next.
+                    if subscribe(&client, &topic).await? {
                         tracing::info!("subscribed to {topic} with QoS 1");
                     }
                 }
@@ -228,6 +227,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         demo.shutdown().await;
     }
     Ok(())
+}
+
+/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
+/// connection dropped first (the event stream reports the loss next), an error when refused.
+///
+/// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
+/// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
+/// it had queued, and the await would hang for ever. So we look at the connection while we wait.
+async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
+    let mut suback = client.subscribe(filter, mqtt::QOS_1);
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), &mut suback).await {
+            Ok(granted) => {
+                return common::paho_util::check_subscribe(granted, filter, client.is_connected())
+            }
+            Err(_) if !client.is_connected() => return Ok(false),
+            Err(_) => {}
+        }
+    }
 }
 
 /// The CONNECT options: MQTT v5, a persistent session, user name and password, TLS that verifies.

@@ -150,6 +150,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut connected = false;
     loop {
         if stop_rx.try_recv().is_ok() {
             tracing::info!("stop requested: finishing the messages already received");
@@ -159,11 +160,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         if handler.is_finished() {
             break;
         }
-        let event = match connection.recv_timeout(WAKE_UP) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("rumqttc's request queue closed"),
+        // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
+        // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
+        // persistent session it then keeps a session without our subscription). rumqttc's
+        // connection timeout bounds the wait. Once connected, wake up every WAKE_UP for Ctrl-C.
+        let event = if connected {
+            match connection.recv_timeout(WAKE_UP) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("rumqttc's request queue closed")
+                }
+            }
+        } else {
+            match connection.recv() {
+                Ok(event) => event,
+                Err(_) => anyhow::bail!("rumqttc's request queue closed"),
+            }
         };
+        // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
+        connected = event.is_ok();
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let reconnect = supervisor.ever_connected();
@@ -206,9 +222,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the handler thread panicked"),
     };
-    // A clean DISCONNECT: the acks above reach the broker first, so the session we leave behind
-    // holds only what we have not handled.
-    common::rumqttc_sync::disconnect(&client, &mut connection);
+    // A clean DISCONNECT (when there is a connection to end): the acks above reach the broker
+    // first, so the session we leave behind holds only what we have not handled.
+    if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection);
+    }
     tracing::info!("processed {handled} messages; disconnected cleanly");
     if expiry > 0 && demo.is_none() {
         tracing::info!(

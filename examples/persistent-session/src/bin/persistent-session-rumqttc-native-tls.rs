@@ -34,17 +34,6 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
-/// Capacity of rumqttc's request channel, which carries our acks (and SUBSCRIBE, DISCONNECT) to
-/// the polling task. Why so large: the handler awaits `ack()`, only `poll()` empties this channel,
-/// and the polling task stops calling `poll()` while the work queue is full. A backlog arrives as
-/// one long burst; with a small channel (rumqttc's examples use 10 to 64) the handler ends up
-/// waiting for room in the channel and the polling task for room in the work queue — for ever.
-/// Measured against Mosquitto: stuck after 110 to 160 messages of a 200-message backlog with a
-/// capacity of 64 or 80. QoS 1 packet ids are 16-bit, so at most 65,535 messages can be unacked
-/// at once, and so at most that many acks can be waiting: with room for all of them, `ack()`
-/// never waits for long. The channel allocates only what it holds, not its capacity.
-const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
-
 /// Messages received but not yet handled. A full queue pauses reading from the broker.
 const WORK_QUEUE: usize = 32;
 
@@ -93,7 +82,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
         // the property out means 0, and then knob 1 has nothing to resume.
         .set_session_expiry_interval(Some(expiry));
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    // Room for every ack a connection can owe. A backlog arrives as one long burst, and with
+    // rumqttc's usual 10-64 the handler (waiting to queue an ack) and the poller (waiting to
+    // queue a message) freeze on each other: measured, 110-160 messages into a 200-message
+    // backlog. See `REQUEST_CHANNEL_CAPACITY` for why this size is always enough.
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} with clean_start=false and a session expiry of \
          {expiry} s (the broker keys the session by client id: keep it the same from run to run)",

@@ -143,9 +143,8 @@ async fn consume(
                 tracing::info!("connected (session present: {session_present})");
                 // A new session has no subscriptions: (re)subscribe after every such CONNACK.
                 if !session_present {
-                    let granted = client.subscribe(topic.as_str(), mqtt::QOS_1).await;
-                    // `false`: the connection dropped meanwhile; the event stream says so next.
-                    if common::paho_util::check_subscribe(granted, &topic, client.is_connected())? {
+                    // `false`: the connection dropped first; the event stream says so next.
+                    if subscribe(&client, &topic).await? {
                         tracing::info!("subscribed to {topic} with QoS 1");
                     }
                 }
@@ -238,6 +237,29 @@ async fn consume(
     printer.finish();
     tracing::info!("processed {handled} messages; disconnected cleanly");
     Ok(())
+}
+
+/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
+/// connection dropped first (the event stream reports the loss next), an error when refused.
+///
+/// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
+/// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
+/// it had queued, and the await would hang for ever. So we look at the connection while we wait.
+async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
+    let mut suback = client.subscribe(filter, mqtt::QOS_1);
+    loop {
+        let tick = async {
+            Timer::after(Duration::from_millis(100)).await;
+            None
+        };
+        match future::or(async { Some((&mut suback).await) }, tick).await {
+            Some(granted) => {
+                return common::paho_util::check_subscribe(granted, filter, client.is_connected())
+            }
+            None if !client.is_connected() => return Ok(false),
+            None => {}
+        }
+    }
 }
 
 /// The CONNECT options: MQTT v5, a fresh session, user name and password, TLS that verifies.

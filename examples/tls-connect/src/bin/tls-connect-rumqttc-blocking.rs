@@ -20,12 +20,16 @@
 //!   a queue that only this thread empties: a deadlock). It uses `try_subscribe` /
 //!   `try_disconnect`. The handler thread may block on `client.ack(..)`.
 //! - Ctrl-C and SIGTERM come from the `ctrlc` crate (feature `termination`): its handler only
-//!   sends on a channel, and the connection thread looks at that channel between events — it
-//!   wakes at least every 200 ms for that (`recv_timeout`), since a thread cannot `select!`.
+//!   sends on a channel, and the connection thread looks at that channel between events. Once
+//!   connected it wakes at least every 200 ms for that (`recv_timeout`), since a thread cannot
+//!   `select!`. While connecting it waits without a time limit (`recv`, bounded by rumqttc's
+//!   connection timeout): a `recv_timeout` that expires mid-connect abandons the attempt after
+//!   the broker may have seen our CONNECT.
 //!
 //! **What it cannot do.** Nothing is lost compared with the default: acks after processing,
 //! back-pressure, backoff, client-id-collision detection and the clean DISCONNECT all carry over.
-//! The price is two OS threads per connection and a 200 ms wake-up while idle.
+//! The price is two OS threads per connection, a 200 ms wake-up while idle, and a Ctrl-C during a
+//! connection attempt that waits for the attempt to end.
 
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -118,6 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut connected = false;
     loop {
         if stop_rx.try_recv().is_ok() {
             tracing::info!("stop requested: finishing the messages already received");
@@ -127,11 +132,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         if handler.is_finished() {
             break;
         }
-        let event = match connection.recv_timeout(WAKE_UP) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("rumqttc's request queue closed"),
+        // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
+        // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
+        // persistent session it then keeps a session without our subscription). rumqttc's
+        // connection timeout bounds the wait. Once connected, wake up every WAKE_UP for Ctrl-C.
+        let event = if connected {
+            match connection.recv_timeout(WAKE_UP) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("rumqttc's request queue closed")
+                }
+            }
+        } else {
+            match connection.recv() {
+                Ok(event) => event,
+                Err(_) => anyhow::bail!("rumqttc's request queue closed"),
+            }
         };
+        // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
+        connected = event.is_ok();
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 supervisor.connected();
@@ -171,7 +191,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the handler thread panicked"),
     };
-    common::rumqttc_sync::disconnect(&client, &mut connection);
+    // A clean DISCONNECT, when there is a connection to end (not in the middle of a reconnect).
+    if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection);
+    }
     tracing::info!("processed {handled} messages; disconnected cleanly");
     if let Some(demo) = demo {
         demo.shutdown();

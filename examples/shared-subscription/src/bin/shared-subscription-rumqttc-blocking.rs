@@ -1,0 +1,350 @@
+//! # shared-subscription-rumqttc-blocking — `shared-subscription` with threads instead of async
+//!
+//! **What it shows.** The production shape of `shared-subscription` (read its `main.rs` first: it
+//! explains groups, client ids and what happens to messages when a member goes away): ONE worker
+//! per process, subscribed to `$share/<group>/<topic>`, so the broker hands each message to one
+//! member of the group. Start it several times with different `--instance` values and the
+//! stream is split between the processes. Written with rumqttc's blocking `Client` and threads.
+//!
+//! **Run it.**
+//! ```text
+//! cargo run -p shared-subscription --bin shared-subscription-rumqttc-blocking -- --creds creds.json --instance 1
+//! cargo run -p shared-subscription --bin shared-subscription-rumqttc-blocking -- --creds creds.json --instance 2
+//! cargo run -p shared-subscription --bin shared-subscription-rumqttc-blocking -- --creds creds.json --instance 1 --session-expiry 300
+//! ```
+//! Flags: `--group NAME` (default `<clientId>-workers`), `--instance N` (default
+//! `<host name>-<pid>`), `--session-expiry SECS` (default 0: clean start; more needs a stable
+//! `--instance`), `--work-ms N` (simulated processing), `--count N`, `--stats`. Each message is
+//! printed as `[<client id>] message 7 on <topic>`.
+//!
+//! **How it differs from the default program.**
+//! - One worker per process: the default's `--workers N` (several connections in one process,
+//!   used by its demo) is left out.
+//! - rumqttc's blocking `Client` and two threads, as `tls-connect-rumqttc-blocking` explains: the
+//!   connection thread never blocks on a client call (`try_subscribe`, `try_unsubscribe`), the
+//!   handler thread acks after processing, Ctrl-C / SIGTERM arrive through the `ctrlc` crate.
+//! - The same graceful stop as the default: a clean-start worker first leaves the group
+//!   (UNSUBSCRIBE), then handles what the broker had already sent it until nothing has come for
+//!   0.5 s (at most 10 s), then disconnects; a worker with a persistent session disconnects at
+//!   once, because its session keeps its share for the restart.
+//!
+//! **What it cannot do.** Nothing is lost compared with the default's one-worker-per-process
+//! shape: acks after processing, back-pressure, the split without loss, the graceful stop.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use common::supervisor::NextStep;
+use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, Event, RecvTimeoutError};
+
+/// Messages received but not yet handled. Also the Receive Maximum we ask the broker for: how
+/// many unacked messages it may send at a time.
+const WORK_QUEUE: usize = 32;
+
+/// A stopping clean-start worker waits this long for one more message before it disconnects...
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// ...and no longer than this in all (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// How long the connection thread waits for network events before checking for Ctrl-C.
+const WAKE_UP: Duration = Duration::from_millis(200);
+
+/// One worker of a shared subscription ($share/<group>/<topic>), with threads.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Shared-subscription group. Every process in one group splits one stream; each group gets
+    /// every message. Default: `<clientId>-workers`.
+    #[arg(long, value_name = "NAME", value_parser = parse_group)]
+    group: Option<String>,
+
+    /// Keep this worker's session this long after a disconnect, so a restart with the same
+    /// --instance loses nothing. 0: clean start, nothing kept (right for pid-based ids).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    session_expiry: u32,
+
+    /// Simulated I/O-bound processing per message, in milliseconds (tests, benchmarks).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    work_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.session_expiry > 0 && args.connect.instance.is_none() {
+        // Exits with the usage code (2), like any other bad flag.
+        Args::command()
+            .error(
+                ErrorKind::MissingRequiredArgument,
+                "--session-expiry needs a stable --instance: without one the client id contains \
+                 the process id, the next process never resumes this session, and the messages \
+                 the broker keeps routing to it are stranded until it expires",
+            )
+            .exit();
+    }
+    common::logging::init(&args.connect.log);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // One client id per process: `<clientId>-<instance>`.
+    let mut connect = args.connect.clone();
+    if connect.instance.is_none() {
+        let derived = derived_instance();
+        tracing::info!(
+            "no --instance given: using {derived} (host name and process id). Fine for \
+             clean-start workers; a persistent session needs a stable --instance"
+        );
+        connect.instance = Some(derived);
+    }
+    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
+    // which runs on its own background threads.
+    let (target, demo) = demo_broker::target_or_demo_blocking(&connect)?;
+
+    let base_id = connect
+        .client_id
+        .clone()
+        .unwrap_or_else(|| target.credentials.client_id.clone());
+    let topic = common::credentials::strip_share_prefix(&target.credentials.topic).to_owned();
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| default_group(&target.credentials.topic, &base_id));
+    let filter = format!("$share/{group}/{topic}");
+    let expiry = args.session_expiry;
+    let id = target.client_id.clone();
+    tracing::info!("group {group}: subscribing to {filter}");
+    tracing::info!(
+        "client id {id}; {}",
+        match expiry {
+            0 => "clean start (no session kept)".to_owned(),
+            secs => format!("persistent session kept {secs} s after a disconnect"),
+        }
+    );
+
+    let mut options = target
+        .rumqttc_options()
+        .context("setting up TLS for the broker connection")?;
+    options
+        // Ack after processing, not on receipt: a crash between the two means redelivery (with
+        // a persistent session) instead of a message marked done that never was.
+        .set_manual_acks(true)
+        // MQTT v5 flow control: at most WORK_QUEUE unacked messages at a time, please.
+        .set_receive_maximum(Some(WORK_QUEUE as u16));
+    if expiry == 0 {
+        options.set_clean_start(true);
+    } else {
+        // Resume the session this id left behind; the broker keeps it `expiry` seconds.
+        options
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(expiry));
+    }
+    // Room for every ack the connection can owe: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+    let (client, mut connection) =
+        Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    tracing::info!("connecting to {}", target.address());
+
+    // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+
+    // The bounded work queue between the connection thread (this one) and the handler thread.
+    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(WORK_QUEUE);
+    let handler_client = client.clone();
+    let count = args.connect.count;
+    let work = Duration::from_millis(args.work_ms);
+    let mut printer = MessagePrinter::new(args.connect.stats);
+    let handler_id = id.clone();
+    let handler = thread::spawn(move || -> anyhow::Result<u64> {
+        let mut handled = 0u64;
+        // Ends when the connection thread drops `work_tx`.
+        for publish in work_rx {
+            if !work.is_zero() {
+                // Stand-in for your real work: a database write, an HTTP call...
+                thread::sleep(work);
+            }
+            handled += 1;
+            let topic = String::from_utf8_lossy(&publish.topic);
+            printer.show(
+                &format!("[{handler_id}] message {handled} on {topic}"),
+                &publish.payload,
+            );
+            // Handled: now, and only now, tell the broker it may forget the message.
+            handler_client.ack(&publish)?;
+            if count == Some(handled) {
+                break;
+            }
+        }
+        printer.finish();
+        Ok(handled)
+    });
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut connected = false;
+    // While a clean-start worker stops: (wait for more until, never after).
+    let mut draining: Option<(Instant, Instant)> = None;
+    loop {
+        if draining.is_none() && stop_rx.try_recv().is_ok() {
+            if expiry > 0 {
+                // Our session keeps our share while we restart: nothing to drain.
+                break;
+            }
+            // Clean start: whatever the broker already dealt us dies with the session, so leave
+            // the group first and handle what is on its way (a graceful scale-down).
+            client.try_unsubscribe(filter.clone())?;
+            tracing::info!("stopping: leaving the group; handling what the broker already sent us");
+            let now = Instant::now();
+            draining = Some((now + DRAIN_IDLE, now + DRAIN_MAX));
+        }
+        if draining.is_some_and(|(idle_until, _)| Instant::now() >= idle_until) {
+            break;
+        }
+        // The handler ends on its own only when --count messages were handled (or on error).
+        if handler.is_finished() {
+            break;
+        }
+        // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
+        // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
+        // persistent session it then keeps a session without our subscription). rumqttc's
+        // connection timeout bounds the wait. Once connected, wake up every WAKE_UP for Ctrl-C.
+        let event = if connected {
+            match connection.recv_timeout(WAKE_UP) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("rumqttc's request queue closed")
+                }
+            }
+        } else {
+            match connection.recv() {
+                Ok(event) => event,
+                Err(_) => anyhow::bail!("rumqttc's request queue closed"),
+            }
+        };
+        // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
+        connected = event.is_ok();
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                supervisor.connected();
+                tracing::info!("connected (session present: {})", ack.session_present);
+                if ack.session_present {
+                    tracing::info!(
+                        "the broker kept our session and subscription: messages queued while we \
+                         were away arrive first"
+                    );
+                } else {
+                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
+                    client.try_subscribe(filter.clone(), QoS::AtLeastOnce)?;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                common::rumqttc_util::check_suback(&ack, &filter)?;
+                tracing::info!("subscribed to {filter} with QoS 1");
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if let Some((idle_until, limit)) = draining.as_mut() {
+                    *idle_until = (Instant::now() + DRAIN_IDLE).min(*limit);
+                }
+                // Blocks while the queue is full: that is the back-pressure.
+                if work_tx.send(publish).is_err() {
+                    // The handler is gone; its result (an error or --count) comes next.
+                    break;
+                }
+            }
+            Ok(_) => {}
+            // Stopping anyway: a clean-start session is gone with the connection.
+            Err(_) if draining.is_some() => break,
+            Err(err) => match supervisor.failed(&err) {
+                NextStep::RetryAfter(delay) => {
+                    // Sleep before reconnecting, but wake up for Ctrl-C.
+                    if stop_rx.recv_timeout(delay).is_ok() {
+                        break;
+                    }
+                }
+                NextStep::GiveUp(failure) => return Err(failure.into()),
+            },
+        }
+    }
+
+    // Let the handler finish what is queued (and ack it), then send DISCONNECT after the acks.
+    // With a persistent session, messages not handed over yet are not acked: the broker sends
+    // them again after the restart.
+    drop(work_tx);
+    let handled = match handler.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the handler thread panicked"),
+    };
+    // A clean DISCONNECT, when there is a connection to end (not in the middle of a reconnect).
+    if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection);
+    }
+    tracing::info!("handled {handled} messages; disconnected cleanly");
+    if let Some(demo) = demo {
+        demo.shutdown();
+    }
+    Ok(())
+}
+
+/// `<host name>-<process id>`: unique among running processes, and new after every restart —
+/// which is exactly why it only suits clean-start workers.
+fn derived_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host = host.trim().split('.').next().unwrap_or_default();
+    format!("{}-{}", share_name_safe(host, "host"), std::process::id())
+}
+
+/// The group when `--group` is not given: the one in the credentials' topic if it already is
+/// `$share/<group>/...`, else `<clientId>-workers`.
+fn default_group(creds_topic: &str, base_client_id: &str) -> String {
+    let in_creds = creds_topic
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(group, _)| group.to_owned());
+    in_creds.unwrap_or_else(|| format!("{}-workers", share_name_safe(base_client_id, "consumer")))
+}
+
+/// `text` with every character other than ASCII letters, digits, `-` and `_` replaced by `-`
+/// (a share name is one topic level, and client ids can contain anything); `fallback` if empty.
+fn share_name_safe(text: &str, fallback: &str) -> String {
+    let safe: String = text
+        .chars()
+        .take(40)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '-',
+        })
+        .collect();
+    if safe.is_empty() {
+        fallback.to_owned()
+    } else {
+        safe
+    }
+}
+
+/// `--group`: MQTT makes the share name one topic level, so `/`, `+` and `#` are not allowed.
+fn parse_group(group: &str) -> Result<String, String> {
+    if group.is_empty() || group.contains(['/', '+', '#']) {
+        return Err("a group name must be non-empty, without '/', '+' or '#'".to_owned());
+    }
+    Ok(group.to_owned())
+}

@@ -1,0 +1,473 @@
+//! # shared-subscription-rumqttc-native-tls — `shared-subscription` with the platform's TLS library
+//!
+//! **What it shows.** The same program as `shared-subscription` (read its `main.rs`: groups,
+//! client ids, what happens to messages when a member goes away), with one line changed: rumqttc
+//! speaks TLS through native-tls (OpenSSL on Linux, SChannel on Windows, Secure Transport on
+//! macOS) instead of rustls; `tls-connect-rumqttc-native-tls` says when to choose it.
+//!
+//! **Run it.**
+//! ```text
+//! cargo run -p shared-subscription --features native-tls --bin shared-subscription-rumqttc-native-tls -- --creds creds.json --instance 1
+//! cargo run -p shared-subscription --features native-tls --bin shared-subscription-rumqttc-native-tls -- --creds creds.json --instance 2
+//! ```
+//! Every flag of the default works the same (`--group`, `--instance`, `--session-expiry`,
+//! `--workers`, `--work-ms`, `--count`, `--stats`).
+//!
+//! **How it differs from the default program.** `target.rumqttc_options_native_tls()` instead of
+//! `target.rumqttc_options()` in `run_worker`.
+//!
+//! **What it cannot do.** Nothing is lost: every practice of the default carries over.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use common::supervisor::NextStep;
+use common::{BrokerTarget, ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Messages received but not yet handled, per worker. Also the Receive Maximum we ask the
+/// broker for: how many unacked messages it may send a worker at a time.
+const WORK_QUEUE: usize = 32;
+
+/// A stopping clean-start worker waits this long for one more message before it disconnects...
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// ...and no longer than this in all (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// How often a process with several workers prints the per-worker tally.
+const TALLY_EVERY: Duration = Duration::from_secs(10);
+
+/// Share the Link Labs event stream between worker processes ($share/<group>/<topic>).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Shared-subscription group. Every process in one group splits one stream; each group gets
+    /// every message. Default: `<clientId>-workers`.
+    #[arg(long, value_name = "NAME", value_parser = parse_group)]
+    group: Option<String>,
+
+    /// MQTT connections in this process. Default: 3 with the demo broker, 1 with credentials.
+    /// In production run one per process and start more processes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
+
+    /// Keep each worker's session this long after a disconnect, so a restart with the same
+    /// --instance loses nothing. 0: clean start, nothing kept (right for pid-based ids).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    session_expiry: u32,
+
+    /// Simulated I/O-bound processing per message, in milliseconds (tests, benchmarks).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    work_ms: u64,
+}
+
+/// What the workers of one process share.
+struct Shared {
+    /// One printer for all workers: a message's label and body never interleave with another
+    /// worker's, and `--stats` prints one line for the whole process.
+    printer: Mutex<MessagePrinter>,
+    /// Messages handled per worker (index = worker), for the tally.
+    handled: Vec<AtomicU64>,
+    /// Messages claimed by all workers together, for `--count`.
+    claimed: AtomicU64,
+    count: Option<u64>,
+    work: Duration,
+    /// `true` stops every worker: Ctrl-C/SIGTERM, `--count` reached, or another worker failed.
+    stop: watch::Sender<bool>,
+    ids: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.session_expiry > 0 && args.connect.instance.is_none() {
+        // Exits with the usage code (2), like any other bad flag.
+        Args::command()
+            .error(
+                ErrorKind::MissingRequiredArgument,
+                "--session-expiry needs a stable --instance: without one the client id contains \
+                 the process id, the next process never resumes this session, and the messages \
+                 the broker keeps routing to it are stranded until it expires",
+            )
+            .exit();
+    }
+    common::logging::init(&args.connect.log);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => common::exit::report(&err),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // One client id per process: `<clientId>-<instance>`.
+    let mut connect = args.connect.clone();
+    let instance = match &connect.instance {
+        Some(instance) => instance.clone(),
+        None => {
+            let derived = derived_instance();
+            tracing::info!(
+                "no --instance given: using {derived} (host name and process id). Fine for \
+                 clean-start workers; a persistent session needs a stable --instance"
+            );
+            derived
+        }
+    };
+    connect.instance = Some(instance);
+    let (target, demo) = demo_broker::target_or_demo(&connect).await?;
+
+    let base_id = connect
+        .client_id
+        .clone()
+        .unwrap_or_else(|| target.credentials.client_id.clone());
+    let topic = common::credentials::strip_share_prefix(&target.credentials.topic).to_owned();
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| default_group(&target.credentials.topic, &base_id));
+    let filter = format!("$share/{group}/{topic}");
+
+    let workers = args.workers.unwrap_or(if demo.is_some() { 3 } else { 1 });
+    let ids: Vec<String> = (1..=workers)
+        .map(|k| match workers {
+            1 => target.client_id.clone(),
+            _ => format!("{}-{k}", target.client_id),
+        })
+        .collect();
+    tracing::info!("group {group}: subscribing to {filter}");
+    tracing::info!(
+        "{workers} worker(s) in this process, client ids: {}; {}",
+        ids.join(", "),
+        match args.session_expiry {
+            0 => "clean start (no session kept)".to_owned(),
+            secs => format!("persistent sessions kept {secs} s after a disconnect"),
+        }
+    );
+
+    let (stop, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        printer: Mutex::new(MessagePrinter::new(args.connect.stats)),
+        handled: ids.iter().map(|_| AtomicU64::new(0)).collect(),
+        claimed: AtomicU64::new(0),
+        count: args.connect.count,
+        work: Duration::from_millis(args.work_ms),
+        stop,
+        ids: ids.clone(),
+    });
+    let mut tasks = JoinSet::new();
+    for (index, id) in ids.iter().enumerate() {
+        let mut worker_target = target.clone();
+        worker_target.client_id = id.clone();
+        let worker = run_worker(
+            index,
+            worker_target,
+            filter.clone(),
+            args.session_expiry,
+            Arc::clone(&shared),
+        );
+        // Every log line of this worker (the supervisor's too) carries its client id.
+        tasks.spawn(worker.instrument(tracing::info_span!("worker", id = %id)));
+    }
+
+    let shutdown = common::shutdown::signal();
+    tokio::pin!(shutdown);
+    let mut signalled = false;
+    let mut tally = tokio::time::interval(TALLY_EVERY);
+    tally.tick().await; // the first tick is immediate
+    let mut first_error = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown, if !signalled => {
+                signalled = true;
+                tracing::info!("stop requested");
+                shared.stop.send_replace(true);
+            }
+            _ = tally.tick(), if workers > 1 => tracing::info!("{}", shared.tally()),
+            joined = tasks.join_next() => match joined {
+                None => break, // every worker has stopped
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(err))) => {
+                    // One worker cannot go on (wrong password, id in use...): stop them all,
+                    // so the process exits and its supervisor sees the failure.
+                    shared.stop.send_replace(true);
+                    first_error.get_or_insert(err);
+                }
+                Some(Err(panicked)) => {
+                    shared.stop.send_replace(true);
+                    first_error.get_or_insert(anyhow::Error::new(panicked).context("a worker"));
+                }
+            },
+        }
+    }
+
+    shared.printer().finish();
+    tracing::info!("{}", shared.tally());
+    if let Some(demo) = demo {
+        demo.shutdown().await;
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One worker: one MQTT connection with its own client id, polling task and handler task.
+async fn run_worker(
+    index: usize,
+    target: BrokerTarget,
+    filter: String,
+    session_expiry: u32,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    // The one line that differs from `shared-subscription`: native-tls (OpenSSL) instead of rustls.
+    let mut options = target
+        .rumqttc_options_native_tls()
+        .context("setting up TLS for the broker connection")?;
+    options
+        // Ack after processing, not on receipt: a crash between the two means redelivery (with
+        // a persistent session) instead of a message marked done that never was.
+        .set_manual_acks(true)
+        // MQTT v5 flow control: asks the broker for at most WORK_QUEUE unacked messages at a
+        // time, so a backlog stays on the broker rather than in this process. Nothing below
+        // depends on it: Mosquitto 2.0.11 overshoots it (after one PUBACK it sent 32 more).
+        .set_receive_maximum(Some(WORK_QUEUE as u16));
+    if session_expiry == 0 {
+        options.set_clean_start(true);
+    } else {
+        // Resume the session this id left behind; the broker keeps it `session_expiry` seconds.
+        options
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(session_expiry));
+    }
+    // Room for every ack a connection can owe: with a small request channel, the handler
+    // (waiting to queue an ack) and the polling task (waiting to queue a message) can freeze
+    // each other under a backlog — seen here with 64 and 100 queued messages at 5 ms each.
+    let (client, mut eventloop) =
+        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    tracing::info!("connecting to {}", target.address());
+
+    // The bounded work queue between the polling task (here) and the handler task.
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(WORK_QUEUE);
+    let handler_client = client.clone();
+    let handler_shared = Arc::clone(&shared);
+    let mut handler = tokio::spawn(
+        async move {
+            let shared = handler_shared;
+            let id = &shared.ids[index];
+            let mut handled = 0u64;
+            while let Some(publish) = work_rx.recv().await {
+                // `--count` is for the whole process: claim a number before doing the work.
+                let number = shared.claimed.fetch_add(1, Ordering::SeqCst) + 1;
+                if shared.count.is_some_and(|count| number > count) {
+                    break; // not handled, so not acked
+                }
+                if !shared.work.is_zero() {
+                    // Stand-in for your real work: a database write, an HTTP call...
+                    tokio::time::sleep(shared.work).await;
+                }
+                handled += 1;
+                shared.handled[index].fetch_add(1, Ordering::Relaxed);
+                let topic = String::from_utf8_lossy(&publish.topic);
+                shared.printer().show(
+                    &format!("[{id}] message {handled} on {topic}"),
+                    &publish.payload,
+                );
+                // Handled: now, and only now, tell the broker it may forget the message.
+                handler_client.ack(&publish).await?;
+                if shared.count == Some(number) {
+                    shared.stop.send_replace(true);
+                    break;
+                }
+            }
+            anyhow::Ok(handled)
+        }
+        .in_current_span(),
+    );
+
+    let mut supervisor = ConnectionSupervisor::new(&target);
+    let mut stop_rx = shared.stop.subscribe();
+    let stop_requested = async move {
+        // An error means the sender is gone: stop as well.
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop_requested);
+
+    // While a clean-start worker stops: when to give up waiting for the next message.
+    let mut drain_until: Option<Instant> = None;
+    let mut drain_limit = Instant::now();
+
+    let stop = loop {
+        let drain_deadline = drain_until.unwrap_or_else(Instant::now);
+        tokio::select! {
+            _ = &mut stop_requested, if drain_until.is_none() => {
+                if session_expiry > 0 {
+                    // Our session keeps our share while we restart: nothing to drain.
+                    break Stop::Requested;
+                }
+                // Clean start: whatever the broker already dealt us dies with the session, so
+                // leave the group first and handle what is on its way (a graceful scale-down).
+                client.try_unsubscribe(filter.clone())?;
+                tracing::info!(
+                    "stopping: leaving the group; handling what the broker already sent us"
+                );
+                drain_limit = Instant::now() + DRAIN_MAX;
+                drain_until = Some(Instant::now() + DRAIN_IDLE);
+            }
+            _ = tokio::time::sleep_until(drain_deadline), if drain_until.is_some() => {
+                break Stop::Requested;
+            }
+            // The handler ends on its own only when --count was reached (or on error).
+            result = &mut handler => break Stop::HandlerFinished(result),
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    supervisor.connected();
+                    tracing::info!("connected (session present: {})", ack.session_present);
+                    if ack.session_present {
+                        tracing::info!(
+                            "the broker kept our session and subscription: messages queued \
+                             while we were away arrive first"
+                        );
+                    } else {
+                        // A new session has no subscriptions: (re)subscribe after every such
+                        // CONNACK.
+                        client.try_subscribe(filter.clone(), QoS::AtLeastOnce)?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    common::rumqttc_util::check_suback(&ack, &filter)?;
+                    tracing::info!("subscribed to {filter} with QoS 1");
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Some(until) = drain_until.as_mut() {
+                        *until = (Instant::now() + DRAIN_IDLE).min(drain_limit);
+                    }
+                    // Waits while the queue is full: that is the back-pressure.
+                    if work_tx.send(publish).await.is_err() {
+                        break Stop::HandlerFinished((&mut handler).await);
+                    }
+                }
+                Ok(_) => {}
+                // Stopping anyway: a clean-start session is gone with the connection.
+                Err(_) if drain_until.is_some() => break Stop::Requested,
+                Err(err) => match supervisor.failed(&err) {
+                    NextStep::RetryAfter(delay) => {
+                        // Sleep before reconnecting, but wake up for a stop.
+                        if tokio::time::timeout(delay, &mut stop_requested).await.is_ok() {
+                            break Stop::Requested;
+                        }
+                    }
+                    NextStep::GiveUp(failure) => {
+                        handler.abort();
+                        return Err(failure.into());
+                    }
+                },
+            },
+        }
+    };
+
+    let handled = match stop {
+        Stop::Requested => {
+            // Finish what is already queued. With a persistent session, messages still in the
+            // client's buffers are not acked, so the broker sends them again after the restart.
+            drop(work_tx);
+            handler.await??
+        }
+        Stop::HandlerFinished(result) => result??,
+    };
+    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("handled {handled} messages; disconnected cleanly");
+    Ok(())
+}
+
+/// Why a worker's main loop ended.
+enum Stop {
+    /// Ctrl-C, SIGTERM, `--count` reached by the process, or another worker failed.
+    Requested,
+    /// The handler task returned (`--count` reached by this worker, or an error).
+    HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
+}
+
+impl Shared {
+    fn printer(&self) -> std::sync::MutexGuard<'_, MessagePrinter> {
+        // A poisoned lock only means another worker panicked mid-print: keep printing.
+        self.printer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `tally: 12 handled: <id-1>=4 <id-2>=4 <id-3>=4`
+    fn tally(&self) -> String {
+        let counts: Vec<u64> = self
+            .handled
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        let each: Vec<String> = self
+            .ids
+            .iter()
+            .zip(&counts)
+            .map(|(id, n)| format!("{id}={n}"))
+            .collect();
+        format!(
+            "tally: {} handled: {}",
+            counts.iter().sum::<u64>(),
+            each.join(" ")
+        )
+    }
+}
+
+/// `<host name>-<process id>`: unique among running processes, and new after every restart —
+/// which is exactly why it only suits clean-start workers.
+fn derived_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host = host.trim().split('.').next().unwrap_or_default();
+    format!("{}-{}", share_name_safe(host, "host"), std::process::id())
+}
+
+/// The group when `--group` is not given: the one in the credentials' topic if it already is
+/// `$share/<group>/...`, else `<clientId>-workers`.
+fn default_group(creds_topic: &str, base_client_id: &str) -> String {
+    let in_creds = creds_topic
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(group, _)| group.to_owned());
+    in_creds.unwrap_or_else(|| format!("{}-workers", share_name_safe(base_client_id, "consumer")))
+}
+
+/// `text` with every character other than ASCII letters, digits, `-` and `_` replaced by `-`
+/// (a share name is one topic level, and client ids can contain anything); `fallback` if empty.
+fn share_name_safe(text: &str, fallback: &str) -> String {
+    let safe: String = text
+        .chars()
+        .take(40)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '-',
+        })
+        .collect();
+    if safe.is_empty() {
+        fallback.to_owned()
+    } else {
+        safe
+    }
+}
+
+/// `--group`: MQTT makes the share name one topic level, so `/`, `+` and `#` are not allowed.
+fn parse_group(group: &str) -> Result<String, String> {
+    if group.is_empty() || group.contains(['/', '+', '#']) {
+        return Err("a group name must be non-empty, without '/', '+' or '#'".to_owned());
+    }
+    Ok(group.to_owned())
+}
