@@ -799,9 +799,10 @@ fn render_matrix() -> String {
     }
     out.push('\n');
     out.push_str(
-        "✓: the binary exists and `tests/matrix.rs` runs it against Mosquitto. —: no variant; \
-         nothing in that scenario depends on the library or runtime (the `tls-connect` variant \
-         shows the lines that change), use the default.\n",
+        "✓: the binary exists and the tests run it against Mosquitto: `tests/matrix.rs` every \
+         binary in a row that has variants, `tests/<scenario>.rs` each default in depth. —: no \
+         variant; nothing in that scenario depends on the library or runtime (the `tls-connect` \
+         variant shows the lines that change), use the default.\n",
     );
     for (i, note) in notes.iter().enumerate() {
         out.push_str(&format!("\n[{}] {note}\n", i + 1));
