@@ -53,11 +53,11 @@ impl Sizes {
     /// CI smoke test: enough traffic to prove correctness, never a time.
     pub const QUICK: Sizes = Sizes {
         throughput: 2_000,
-        latency: 300,
+        latency: 200,
         latency_rate: 1_000.0,
-        shared: 200,
+        shared: 100,
         takeover_runs: 1,
-        broker_down: Duration::from_secs(1),
+        broker_down: Duration::from_millis(250),
         backlog: 100,
         drain_timeout: Duration::from_secs(15),
     };
@@ -100,10 +100,10 @@ impl Ctx {
     pub fn locate(&self, variant: &Variant) -> Option<PathBuf> {
         match variant.kind {
             Kind::Example => {
-                let path = self.bin_dir.join(variant.binary);
+                let path = self.bin_dir.join(&variant.binary);
                 path.is_file().then_some(path)
             }
-            Kind::MosquittoSub => find_on_path(variant.binary),
+            Kind::MosquittoSub => find_on_path(&variant.binary),
         }
     }
 }
@@ -214,7 +214,7 @@ fn spawn_consumer(
     args.extend(variant.extra_args.iter().map(|a| a.to_string()));
     args.extend(more_args.iter().cloned());
     Proc::spawn(
-        variant.name,
+        &variant.name,
         OsStr::new(program),
         &args,
         &[("RUST_LOG", "info")],
@@ -322,6 +322,8 @@ pub struct ConsumerRun {
     /// Messages published (distinct `seq`).
     pub published: u64,
     pub max_rss_kib: u64,
+    /// CPU time the consumer used (user + system) for the whole run, startup included.
+    pub cpu: Duration,
     /// For a burst: how fast the broker took the messages from the publisher (msg/s).
     pub publish_rate: Option<f64>,
 }
@@ -333,6 +335,12 @@ impl ConsumerRun {
 
     pub fn duplicates(&self) -> u64 {
         self.figures.received.saturating_sub(self.figures.unique)
+    }
+
+    /// CPU microseconds per message received: what a message costs, whatever else the machine
+    /// is doing (the startup, a few ms, is spread over all messages).
+    pub fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.figures.received.max(1) as f64
     }
 }
 
@@ -387,6 +395,7 @@ pub fn consumer_run(
         figures,
         published: n,
         max_rss_kib: exit.max_rss_kib,
+        cpu: exit.cpu,
         publish_rate,
     })
 }
@@ -414,22 +423,23 @@ impl SharedRun {
 
 /// k `shared-subscription` processes in one group share `n` messages. Mosquitto hands a shared
 /// group's messages round-robin, so each member is started with `--count n/k`; the run ends when
-/// the last member printed its `stats:` line.
+/// the last member printed its `stats:` line. Runs one after the other may share a broker: the
+/// members of the previous run (clean start) have left the group.
 pub fn shared_run(
     ctx: &mut Ctx,
+    broker: &MosquittoBroker,
     variant: &Variant,
     program: &Path,
     k: usize,
 ) -> anyhow::Result<SharedRun> {
     let n = ctx.sizes.shared;
-    let broker = start_broker(false)?;
     let base = ctx.client_id("shared");
     let mut procs = Vec::new();
     for i in 1..=k {
         let more = ["--instance".to_owned(), i.to_string()];
         procs.push(spawn_consumer(
             ctx,
-            &broker,
+            broker,
             variant,
             program,
             &base,
@@ -440,7 +450,7 @@ pub fn shared_run(
     for i in 1..=k {
         let mut refs: Vec<&mut Proc> = procs.iter_mut().collect();
         wait_subscribed(
-            &broker,
+            broker,
             &format!("{base}-{i}"),
             1,
             &mut refs,
@@ -450,7 +460,7 @@ pub fn shared_run(
     let publisher_id = ctx.client_id("pub");
     let started = Instant::now();
     ctx.rt.block_on(async {
-        let mut publisher = Publisher::connect(&broker, &publisher_id).await?;
+        let mut publisher = Publisher::connect(broker, &publisher_id).await?;
         publisher.burst(TOPIC, 0, n).await?;
         publisher.disconnect().await;
         anyhow::Ok(())
@@ -472,7 +482,7 @@ pub fn shared_run(
         unique += figures.unique;
         max_rss_kib = max_rss_kib.max(exit.max_rss_kib);
     }
-    check_broker_dropped_nothing(&broker)?;
+    check_broker_dropped_nothing(broker)?;
     let total: u64 = received.iter().sum();
     let secs = last_stats.duration_since(started).as_secs_f64();
     Ok(SharedRun {
@@ -588,7 +598,7 @@ pub fn takeover_demo(variant: &Variant, program: &Path) -> anyhow::Result<Takeov
             command.env_remove(&key);
         }
     }
-    let mut proc = Proc::start(variant.name, command)
+    let mut proc = Proc::start(&variant.name, command)
         .with_context(|| format!("starting {}", program.display()))?;
     let line = proc.wait_line(|l| l.contains(TAKEOVER_REPORT), Duration::from_secs(60));
     let exit = proc.wait_exit(Duration::from_secs(10));

@@ -36,6 +36,8 @@ pub struct Exit {
     /// into it, and a child spawned from this (large) benchmark process would inherit the
     /// benchmark's own footprint. `VmHWM` belongs to the program's own address space.
     pub max_rss_kib: u64,
+    /// CPU time used, user + system (`wait4`'s rusage; the moment before `exec` is negligible).
+    pub cpu: Duration,
 }
 
 impl Exit {
@@ -192,7 +194,7 @@ impl Proc {
     }
 
     fn reap(&mut self, options: libc::c_int) {
-        if let Some(mut exit) = waitpid(self.pid, options) {
+        if let Some(mut exit) = wait4(self.pid, options) {
             self.shared.reaped.store(true, Ordering::SeqCst);
             exit.max_rss_kib = self.shared.peak_rss_kib.load(Ordering::SeqCst);
             self.exit = Some(exit);
@@ -263,11 +265,13 @@ impl Drop for Proc {
     }
 }
 
-/// `waitpid(pid, options)`; `None` while the child still runs (with `WNOHANG`) or on error.
-fn waitpid(pid: libc::pid_t, options: libc::c_int) -> Option<Exit> {
+/// `wait4(pid, options)`; `None` while the child still runs (with `WNOHANG`) or on error.
+fn wait4(pid: libc::pid_t, options: libc::c_int) -> Option<Exit> {
     let mut status: libc::c_int = 0;
-    // SAFETY: the status pointer is valid for writes during the call; no rusage is asked for.
-    let reaped = unsafe { libc::waitpid(pid, &mut status, options) };
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for writes for the duration of the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, options, &mut usage) };
     if reaped != pid {
         return None;
     }
@@ -278,10 +282,15 @@ fn waitpid(pid: libc::pid_t, options: libc::c_int) -> Option<Exit> {
     } else {
         (None, None)
     };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     Some(Exit {
         code,
         signal,
         max_rss_kib: 0,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
     })
 }
 
