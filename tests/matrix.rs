@@ -484,9 +484,86 @@ fn persistent_session_every_variant_gets_the_backlog_published_while_it_was_down
             (0..50).collect::<Vec<u64>>(),
             "{bin}: the backlog, in order\n{transcript}"
         );
+        // Each subscribes again after that CONNACK (session present cannot say which
+        // subscriptions the session holds); that must not interrupt or reorder the backlog.
         assert!(
-            !transcript.contains("subscribed to"),
-            "{bin}: a resumed session needs no SUBSCRIBE\n{transcript}"
+            transcript.contains("subscribed to"),
+            "{bin}: no SUBSCRIBE after a resumed session\n{transcript}"
+        );
+    }
+}
+
+#[test]
+fn persistent_session_every_variant_subscribes_a_session_left_without_its_subscription() {
+    // Per variant, a previous run that died after its CONNACK but before its SUBSCRIBE reached
+    // the broker: a persistent session for the id, with no subscription in it.
+    let fx = Fixture::new();
+    for (_, variant) in runnable("persistent-session") {
+        leave_session_without_subscription(&fx, &client_id("no-sub", variant));
+    }
+
+    let mut subs = spawn_all("persistent-session", |variant| {
+        let mut args = fx.args(&client_id("no-sub", variant));
+        args.extend(["--count".into(), "5".into()]);
+        args
+    });
+    for (_, sub) in &subs {
+        // `true`, yet the session has nothing to deliver: only a SUBSCRIBE now gets the events.
+        expect_line(sub, "session present: true");
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish(5);
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(
+            seqs(sub),
+            vec![0, 1, 2, 3, 4],
+            "{bin}: the events published after it started\n{transcript}"
+        );
+    }
+}
+
+#[test]
+fn persistent_session_every_variant_does_not_replay_a_retained_message_when_it_subscribes_again() {
+    // A retained message (seq 0): the first run's new subscription receives it, and the run
+    // stops after handling (and acking) it, so nothing is left to redeliver.
+    let fx = Fixture::new();
+    publish_retained(&fx, 0);
+    let args = |variant: &Variant| {
+        let mut args = fx.args(&client_id("retained", variant));
+        args.extend(["--count".into(), "1".into()]);
+        args
+    };
+    for (bin, sub) in &mut spawn_all("persistent-session", args) {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(
+            seqs(sub),
+            vec![0],
+            "{bin}: the retained message\n{transcript}"
+        );
+    }
+
+    // The second run resumes its session and subscribes again to the same filter. Retain
+    // Handling "only if new" means the broker does not send seq 0 again: the first message is
+    // the one published after the SUBSCRIBE.
+    let mut subs = spawn_all("persistent-session", args);
+    for (_, sub) in &subs {
+        expect_line(sub, "session present: true");
+        expect_line(sub, "subscribed to");
+    }
+    fx.publish_from(1, 1);
+    for (bin, sub) in &mut subs {
+        let status = expect_exit(sub);
+        let transcript = sub.transcript();
+        assert!(status.success(), "{bin}: {status}\n{transcript}");
+        assert_eq!(
+            seqs(sub),
+            vec![1],
+            "{bin}: the retained message was replayed\n{transcript}"
         );
     }
 }

@@ -303,3 +303,27 @@ fn without_credentials_the_demo_broker_starts_and_delivers() {
     assert_eq!(processed(&sub).len(), 3, "{}", sub.transcript());
     expect_line(&sub, "summary: 3 processed, 0 duplicates skipped");
 }
+
+#[test]
+fn a_session_left_without_its_subscription_is_subscribed_again() {
+    // A previous run died after its CONNACK but before its SUBSCRIBE reached the broker: the
+    // broker holds a persistent session for our id, with no subscription in it.
+    let fx = Fixture::new();
+    let id = "qos1-no-subscription";
+    leave_session_without_subscription(&fx, id);
+
+    let mut sub = spawn(BIN, &with(&fx.args(id), &["--count", "5"]));
+    // `true`, yet the session has nothing to deliver: only a SUBSCRIBE now gets the events.
+    expect_line(&sub, "session present: true");
+    expect_line(&sub, "subscribed to");
+    fx.publish(5);
+    let status = expect_exit(&mut sub);
+    assert!(status.success(), "{status}:\n{}", sub.transcript());
+    let run = processed(&sub);
+    assert_eq!(
+        run.iter().map(|(seq, _)| *seq).collect::<Vec<u64>>(),
+        vec![0, 1, 2, 3, 4],
+        "{}",
+        sub.transcript()
+    );
+}

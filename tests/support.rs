@@ -138,3 +138,81 @@ pub fn seqs(process: &ExampleProcess) -> Vec<u64> {
         .filter_map(|rest| rest.trim_end_matches(',').parse().ok())
         .collect()
 }
+
+/// Leaves a persistent session (`clean_start=false`, expiry 3600 s) for `client_id` on the
+/// broker WITHOUT a subscription: connect, wait for the CONNACK, send DISCONNECT, never SUBSCRIBE.
+///
+/// This is what a consumer leaves behind when it dies (SIGKILL, crash, Ctrl-C) after its first
+/// CONNACK but before its SUBSCRIBE reached the broker. Its next run then sees
+/// `session present: true` although the session holds no subscription, so an example that
+/// subscribes only when `session_present == false` would receive nothing.
+pub fn leave_session_without_subscription(fx: &Fixture, client_id: &str) {
+    use mosquitto_harness::rumqttc::v5::{mqttbytes::v5::Packet, Client, Event};
+    let mut options = fx
+        .broker
+        .mqtt_options(client_id)
+        .unwrap_or_else(|err| panic!("options: {err}"));
+    options
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(3600));
+    let (client, mut connection) = Client::new(options, 10);
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut disconnect_sent = false;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{client_id}: no CONNACK / DISCONNECT in time"
+        );
+        match connection.recv_timeout(left) {
+            // (rumqttc reports a refused CONNACK as an error, below.)
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                client
+                    .disconnect()
+                    .unwrap_or_else(|err| panic!("{client_id}: disconnect: {err}"));
+                disconnect_sent = true;
+            }
+            Ok(Ok(Event::Outgoing(mosquitto_harness::rumqttc::Outgoing::Disconnect))) => break,
+            Ok(Ok(_)) => {}
+            // The socket closed after our DISCONNECT went out.
+            Ok(Err(_)) if disconnect_sent => break,
+            Ok(Err(err)) => panic!("{client_id}: connection failed: {err}"),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        fx.broker
+            .wait_for_log(&format!("Client {client_id} disconnected"), WAIT),
+        "{client_id}: no clean DISCONNECT\n{}",
+        fx.broker.log()
+    );
+}
+
+/// Publishes one RETAINED QoS 1 message `{"seq": seq}` to [`TOPIC`] and waits for its PUBACK:
+/// the broker then hands it to every new subscription of [`FILTER`] (Retain Handling permitting).
+pub fn publish_retained(fx: &Fixture, seq: u64) {
+    use mosquitto_harness::rumqttc::v5::{mqttbytes::v5::Packet, mqttbytes::QoS, Client, Event};
+    let options = fx
+        .broker
+        .mqtt_options("test-retained-publisher")
+        .unwrap_or_else(|err| panic!("options: {err}"));
+    let (client, mut connection) = Client::new(options, 10);
+    let payload = json!({"seq": seq, "eventType": "location"}).to_string();
+    client
+        .publish(TOPIC, QoS::AtLeastOnce, true, payload)
+        .unwrap_or_else(|err| panic!("publish: {err}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "no PUBACK for the retained message");
+        match connection.recv_timeout(left) {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => panic!("retained publish: {err}"),
+            Err(_) => panic!("no PUBACK for the retained message"),
+        }
+    }
+    let _ = client.disconnect();
+    // Send the DISCONNECT before dropping the connection (its error after that is expected).
+    let _ = connection.recv_timeout(WAIT);
+}

@@ -100,7 +100,7 @@ use clap::Parser;
 use common::rumqttc_util::REQUEST_CHANNEL_CAPACITY;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use serde_json::Value;
@@ -215,13 +215,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     if ack.session_present {
                         tracing::info!(
                             "connected (session present: true): the broker resends what we had \
-                             not acked (DUP flag), then what arrived while we were away"
+                             not acked (DUP flag), then what arrived while we were away \
+                             (subscribing again anyway, in case the previous run died before its \
+                             SUBSCRIBE)"
                         );
                     } else {
-                        // A new session has no subscriptions: subscribe after every such CONNACK.
                         tracing::info!("connected (session present: false): a new session");
-                        client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
                     }
+                    // Subscribe after EVERY CONNACK, a resumed session too. `session present: true`
+                    // normally means our subscription survived, but it cannot say *which*
+                    // subscriptions the session holds: a run that died after its CONNACK and before
+                    // its SUBSCRIBE reached the broker leaves a session with none, and skipping the
+                    // SUBSCRIBE would then receive nothing, silently, until that session expires.
+                    // Subscribing to the same filter again is harmless in MQTT 5: it replaces the
+                    // subscription and the queued messages stay [MQTT-3.8.4-3]; Retain Handling 1
+                    // (see `subscription`) keeps it from replaying retained messages.
+                    client.try_subscribe_many([subscription(&topic)])?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     common::rumqttc_util::check_suback(&ack, &topic)?;
@@ -280,6 +289,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         demo.shutdown().await;
     }
     Ok(())
+}
+
+/// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
+/// subscription is new"), so the SUBSCRIBE after a resumed session's CONNACK, which replaces a
+/// subscription the session still holds, does not replay the retained messages.
+fn subscription(filter: &str) -> Filter {
+    Filter {
+        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+        ..Filter::new(filter, QoS::AtLeastOnce)
+    }
 }
 
 /// Why the main loop ended.

@@ -159,16 +159,18 @@ async fn consume(
                 let reconnect = supervisor.ever_connected();
                 supervisor.connected();
                 explain_session(&response, expiry, reconnect);
-                let session_present = response
-                    .connect_response()
-                    .is_some_and(|connack| connack.session_present);
-                // A resumed session still has our subscription, and the backlog is already
-                // flowing. A new session has none: subscribe.
-                if !session_present {
-                    // `false`: the connection dropped first; the event stream says so next.
-                    if subscribe(&client, &topic).await? {
-                        tracing::info!("subscribed to {topic} with QoS 1");
-                    }
+                // Subscribe after EVERY CONNACK, a resumed session too. `session present: true`
+                // normally means our subscription survived, but it cannot say *which* subscriptions
+                // the session holds: a run that died after its CONNACK and before its SUBSCRIBE
+                // reached the broker leaves a session with none, and skipping the SUBSCRIBE would
+                // then receive nothing, silently, until that session expires. Subscribing to the
+                // same filter again is harmless in MQTT 5: it replaces the subscription and the
+                // queued messages stay [MQTT-3.8.4-3]; Retain Handling 1 (see `subscribe`) keeps it
+                // from replaying retained messages.
+                //
+                // `false`: the connection dropped first; the event stream says so next.
+                if subscribe(&client, &topic).await? {
+                    tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
@@ -261,14 +263,20 @@ async fn consume(
     Ok(())
 }
 
-/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
-/// connection dropped first (the event stream reports the loss next), an error when refused.
+/// Subscribes with QoS 1 (retained messages only for a new subscription) and waits for the
+/// SUBACK: `Ok(true)` when granted, `Ok(false)` when the connection dropped first (the event
+/// stream reports the loss next), an error when refused.
 ///
 /// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
 /// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
 /// it had queued, and the await would hang for ever. So we look at the connection while we wait.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let mut suback = client.subscribe(filter, mqtt::QOS_1);
+    // Retain Handling 1 ("send retained messages only if the subscription is new"): the SUBSCRIBE
+    // after a resumed session's CONNACK replaces a subscription the session may still hold, and
+    // must not replay the retained messages.
+    let options =
+        mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
+    let mut suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
     loop {
         let tick = async {
             Timer::after(Duration::from_millis(100)).await;
@@ -330,8 +338,9 @@ fn explain_session(response: &mqtt::ServerResponse, requested_expiry: u32, recon
     }
     if session_present {
         tracing::info!(
-            "session present: true — the broker kept our session and subscription; the events \
-             published while we were away follow"
+            "session present: true — the broker kept our session; the events published while we \
+             were away follow (subscribing again anyway, in case the previous run died before its \
+             SUBSCRIBE)"
         );
     } else if granted == 0 {
         tracing::warn!(

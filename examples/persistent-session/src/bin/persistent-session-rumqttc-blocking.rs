@@ -35,7 +35,7 @@ use anyhow::Context;
 use clap::Parser;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{ConnAck, Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{ConnAck, Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, RecvTimeoutError};
 
@@ -185,11 +185,15 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let reconnect = supervisor.ever_connected();
                 supervisor.connected();
                 explain_session(&ack, expiry, reconnect);
-                // A resumed session still has our subscription, and the backlog is already
-                // flowing. A new session has none: subscribe.
-                if !ack.session_present {
-                    client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
-                }
+                // Subscribe after EVERY CONNACK, a resumed session too. `session present: true`
+                // normally means our subscription survived, but it cannot say *which* subscriptions
+                // the session holds: a run that died after its CONNACK and before its SUBSCRIBE
+                // reached the broker leaves a session with none, and skipping the SUBSCRIBE would
+                // then receive nothing, silently, until that session expires. Subscribing to the
+                // same filter again is harmless in MQTT 5: it replaces the subscription and the
+                // queued messages stay [MQTT-3.8.4-3]; Retain Handling 1 (see `subscription`) keeps
+                // it from replaying retained messages.
+                client.try_subscribe_many([subscription(&topic)])?;
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 common::rumqttc_util::check_suback(&ack, &topic)?;
@@ -259,8 +263,9 @@ fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
     }
     if ack.session_present {
         tracing::info!(
-            "session present: true — the broker kept our session and subscription; the events \
-             published while we were away follow"
+            "session present: true — the broker kept our session; the events published while we \
+             were away follow (subscribing again anyway, in case the previous run died before its \
+             SUBSCRIBE)"
         );
     } else if granted == 0 {
         tracing::warn!(
@@ -279,5 +284,15 @@ fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
              session expired or was lost). From now on the broker queues our events for up to \
              {granted} s while we are away."
         );
+    }
+}
+
+/// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
+/// subscription is new"), so the SUBSCRIBE after a resumed session's CONNACK, which replaces a
+/// subscription the session still holds, does not replay the retained messages.
+fn subscription(filter: &str) -> Filter {
+    Filter {
+        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+        ..Filter::new(filter, QoS::AtLeastOnce)
     }
 }

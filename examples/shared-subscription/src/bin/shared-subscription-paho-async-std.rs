@@ -211,15 +211,21 @@ async fn consume(
                 tracing::info!("connected (session present: {session_present})");
                 if session_present {
                     tracing::info!(
-                        "the broker kept our session and subscription: messages queued while we \
-                         were away arrive first"
+                        "the broker kept our session: messages queued while we were away arrive \
+                         first (subscribing again anyway, in case the previous run died before \
+                         its SUBSCRIBE)"
                     );
-                } else {
-                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                    // `false`: the connection dropped first; the event stream says so next.
-                    if subscribe(&client, &filter).await? {
-                        tracing::info!("subscribed to {filter} with QoS 1");
-                    }
+                }
+                // Subscribe after EVERY CONNACK. With a clean start the session is always new; a
+                // resumed persistent session normally still has the subscription, but `session
+                // present` cannot say *which* subscriptions it holds (a run that died between its
+                // CONNACK and its SUBSCRIBE leaves one with none, which would then get nothing
+                // until it expires). Subscribing to the same filter again replaces the
+                // subscription; the queued messages stay. Retain Handling 1: see `subscribe`.
+                //
+                // `false`: the connection dropped first; the event stream says so next.
+                if subscribe(&client, &filter).await? {
+                    tracing::info!("subscribed to {filter} with QoS 1");
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
@@ -323,14 +329,21 @@ async fn consume(
     Ok(())
 }
 
-/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
-/// connection dropped first (the event stream reports the loss next), an error when refused.
+/// Subscribes with QoS 1 (retained messages only for a new subscription) and waits for the
+/// SUBACK: `Ok(true)` when granted, `Ok(false)` when the connection dropped first (the event
+/// stream reports the loss next), an error when refused.
 ///
 /// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
 /// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
 /// it had queued, and the await would hang for ever. So we look at the connection while we wait.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let mut suback = client.subscribe(filter, mqtt::QOS_1);
+    // Retain Handling 1 ("send retained messages only if the subscription is new"): the SUBSCRIBE
+    // after a resumed session's CONNACK replaces a subscription the session may still hold, and
+    // must not replay the retained messages (MQTT 5 sends none to a new shared subscription
+    // anyway; asking explicitly costs nothing).
+    let options =
+        mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
+    let mut suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
     loop {
         match async_std::future::timeout(Duration::from_millis(100), &mut suback).await {
             Ok(granted) => {

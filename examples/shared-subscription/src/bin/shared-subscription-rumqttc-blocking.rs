@@ -41,7 +41,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, RecvTimeoutError};
 
@@ -245,13 +245,18 @@ fn run(args: Args) -> anyhow::Result<()> {
                 tracing::info!("connected (session present: {})", ack.session_present);
                 if ack.session_present {
                     tracing::info!(
-                        "the broker kept our session and subscription: messages queued while we \
-                         were away arrive first"
+                        "the broker kept our session: messages queued while we were away arrive \
+                         first (subscribing again anyway, in case the previous run died before \
+                         its SUBSCRIBE)"
                     );
-                } else {
-                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                    client.try_subscribe(filter.clone(), QoS::AtLeastOnce)?;
                 }
+                // Subscribe after EVERY CONNACK. With a clean start the session is always new; a
+                // resumed persistent session normally still has the subscription, but `session
+                // present` cannot say *which* subscriptions it holds (a run that died between its
+                // CONNACK and its SUBSCRIBE leaves one with none, which would then get nothing
+                // until it expires). Subscribing to the same filter again replaces the
+                // subscription; the queued messages stay. Retain Handling 1: see `subscription`.
+                client.try_subscribe_many([subscription(&filter)])?;
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 common::rumqttc_util::check_suback(&ack, &filter)?;
@@ -347,4 +352,15 @@ fn parse_group(group: &str) -> Result<String, String> {
         return Err("a group name must be non-empty, without '/', '+' or '#'".to_owned());
     }
     Ok(group.to_owned())
+}
+
+/// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
+/// subscription is new"), so the SUBSCRIBE after a resumed session's CONNACK, which replaces a
+/// subscription the session still holds, does not replay the retained messages. (MQTT 5 sends
+/// no retained messages to a new shared subscription anyway; asking explicitly costs nothing.)
+fn subscription(filter: &str) -> Filter {
+    Filter {
+        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+        ..Filter::new(filter, QoS::AtLeastOnce)
+    }
 }
