@@ -38,6 +38,6 @@ pub use credentials::{
     Credentials, CredentialsError, CredentialsFile, CredentialsOrigin, Password,
 };
 pub use failure::{ConnectFailure, FailureKind};
-pub use supervisor::{ConnectionSupervisor, NextStep};
 pub use output::MessagePrinter;
+pub use supervisor::{ConnectionSupervisor, NextStep};
 pub use tls::{TlsError, TlsRoots};
