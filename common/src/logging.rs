@@ -4,12 +4,12 @@
 /// `debug`, `rumqttc=debug,info`). A bad filter falls back to `info` rather than failing.
 ///
 /// The embedded demo broker (mqtt5) logs every connection at `info`; that drowns the example's
-/// own lines, so it is held to `warn` unless the filter names it (`--log info,mqtt5=debug`).
+/// own lines, so it is held to `error` unless the filter names it (`--log info,mqtt5=debug`).
 pub fn init(filter: &str) {
     let filter = if filter.contains("mqtt5") {
         filter.to_owned()
     } else {
-        format!("{filter},mqtt5=warn")
+        format!("{filter},mqtt5=error")
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
