@@ -10,6 +10,8 @@ use crate::variants::Role;
 
 struct Bar {
     name: String,
+    /// Throughput rounds behind `rate` (its median).
+    runs: usize,
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -26,6 +28,7 @@ pub fn write_svg(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
             let lat = r.latency.as_ref().and_then(|l| l.as_ref().ok());
             Some(Bar {
                 name: r.variant.name.to_owned(),
+                runs: tp.runs,
                 rate: tp.figures.rate,
                 p50_ms: lat.map_or(0.0, |l| l.figures.p50_us as f64 / 1000.0),
                 p99_ms: lat.map_or(0.0, |l| l.figures.p99_us as f64 / 1000.0),
@@ -55,8 +58,14 @@ fn draw(path: &Path, bars: &[Bar]) -> Result<(), Box<dyn std::error::Error>> {
     let rows = || (0..(n - 1).max(1)).into_segmented();
 
     let max_rate = bars.iter().map(|b| b.rate).fold(1.0, f64::max) * 1.12;
+    let runs = bars.iter().map(|b| b.runs).max().unwrap_or(1);
+    let caption = if runs > 1 {
+        format!("Throughput, QoS 1, ~250 B (msg/s, median of {runs})")
+    } else {
+        "Throughput, QoS 1, ~250 B (msg/s)".to_owned()
+    };
     let mut chart = ChartBuilder::on(&left)
-        .caption("Throughput, QoS 1, ~250 B (msg/s)", ("sans-serif", 18))
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(250)
@@ -169,6 +178,7 @@ mod tests {
             .enumerate()
             .map(|(i, name)| super::Bar {
                 name: (*name).to_owned(),
+                runs: 3,
                 rate: 10_000.0 * (i + 1) as f64,
                 p50_ms: 0.3,
                 p99_ms: 1.0 + i as f64,

@@ -42,7 +42,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use crate::phases::{Ctx, Sizes, Traffic};
+use crate::phases::{ConsumerRun, Ctx, Sizes, Traffic};
 use crate::report::{Meta, Row};
 use crate::variants::Role;
 
@@ -298,15 +298,28 @@ fn consumers(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) -> anyhow
     let sizes = ctx.sizes;
     let mut published = 0;
     let mut received = 0;
-    for (what, traffic) in [
-        ("throughput", Traffic::Burst(sizes.throughput)),
-        ("latency", Traffic::Paced(sizes.latency, sizes.latency_rate)),
-    ] {
-        eprintln!("bench: {what} ({traffic:?})");
-        for row in rows.iter_mut().filter(|r| r.variant.role == Role::Consumer) {
+    // Throughput is repeated in rounds (every variant once per round, so a change in the
+    // machine's load hits all of them alike) and each variant's median round is reported.
+    let mut rounds: Vec<Vec<ConsumerRun>> = vec![Vec::new(); rows.len()];
+    let plan = (0..sizes.throughput_rounds)
+        .map(|round| ("throughput", Traffic::Burst(sizes.throughput), round))
+        .chain(std::iter::once((
+            "latency",
+            Traffic::Paced(sizes.latency, sizes.latency_rate),
+            0,
+        )));
+    for (what, traffic, round) in plan {
+        eprintln!("bench: {what} ({traffic:?}), round {}", round + 1);
+        for (index, row) in rows.iter_mut().enumerate() {
+            if row.variant.role != Role::Consumer {
+                continue;
+            }
             let Some(program) = row.program.clone() else {
                 continue;
             };
+            if matches!(row.throughput, Some(Err(_))) && what == "throughput" {
+                continue; // failed in an earlier round: reported once
+            }
             let result = phases::consumer_run(ctx, &broker, row.variant, &program, traffic);
             let verdict = match &result {
                 Ok(run) => {
@@ -338,10 +351,13 @@ fn consumers(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) -> anyhow
                 format!("{what} {}: measured, nothing lost", row.variant.name),
                 verdict,
             );
-            let result = result.map_err(|e| format!("{e:#}"));
-            match what {
-                "throughput" => row.throughput = Some(result),
-                _ => row.latency = Some(result),
+            match (what, result) {
+                ("throughput", Ok(run)) => {
+                    rounds[index].push(run);
+                    row.throughput = Some(Ok(ConsumerRun::median_of(&rounds[index])));
+                }
+                ("throughput", Err(err)) => row.throughput = Some(Err(format!("{err:#}"))),
+                (_, result) => row.latency = Some(result.map_err(|e| format!("{e:#}"))),
             }
         }
     }

@@ -22,6 +22,8 @@ pub const TOPIC: &str = "airfinder/bench-org/events/c00100000005";
 pub struct Sizes {
     /// Messages of the throughput run.
     pub throughput: u64,
+    /// How many times the throughput run is repeated (the median is reported).
+    pub throughput_rounds: usize,
     /// Messages of the latency run, published at `latency_rate`.
     pub latency: u64,
     pub latency_rate: f64,
@@ -41,6 +43,7 @@ impl Sizes {
     /// The real run (issue #6): 50k throughput, 1k msg/s latency, 3 s outage.
     pub const FULL: Sizes = Sizes {
         throughput: 50_000,
+        throughput_rounds: 3,
         latency: 5_000,
         latency_rate: 1_000.0,
         shared: 3_000,
@@ -53,6 +56,7 @@ impl Sizes {
     /// CI smoke test: enough traffic to prove correctness, never a time.
     pub const QUICK: Sizes = Sizes {
         throughput: 2_000,
+        throughput_rounds: 1,
         latency: 200,
         latency_rate: 1_000.0,
         shared: 100,
@@ -213,11 +217,20 @@ fn spawn_consumer(
     }
     args.extend(variant.extra_args.iter().map(|a| a.to_string()));
     args.extend(more_args.iter().cloned());
+    // mosquitto_sub prints every message: to a file, read after it exits (see `output_lines`).
+    let stdout_file = match variant.kind {
+        Kind::MosquittoSub => Some(
+            std::fs::File::create(ctx.dir.path().join(format!("{client_id}.out")))
+                .context("creating mosquitto_sub's output file")?,
+        ),
+        Kind::Example => None,
+    };
     Proc::spawn(
         &variant.name,
         OsStr::new(program),
         &args,
         &[("RUST_LOG", "info")],
+        stdout_file,
     )
     .with_context(|| format!("starting {}", program.display()))
 }
@@ -276,6 +289,8 @@ fn wait_log_count(
 /// Waits for the consumer to finish (it exits by itself after `--count`); after `timeout`,
 /// SIGTERM so it prints what it got. Then reads its figures.
 fn finish_consumer(
+    ctx_dir: &Path,
+    client_id: &str,
     variant: &Variant,
     proc: &mut Proc,
     timeout: Duration,
@@ -310,7 +325,12 @@ fn finish_consumer(
             stats::parse_stats_line(&line.text)
                 .ok_or_else(|| anyhow!("unreadable stats line: {}", line.text))?
         }
-        Kind::MosquittoSub => stats::from_mosquitto_sub(&proc.lines()),
+        Kind::MosquittoSub => {
+            let path = ctx_dir.join(format!("{client_id}.out"));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            stats::from_mosquitto_sub(text.lines())
+        }
     };
     Ok((figures, exit))
 }
@@ -318,6 +338,10 @@ fn finish_consumer(
 /// One consumer measured on one kind of traffic.
 #[derive(Clone, Copy, Debug)]
 pub struct ConsumerRun {
+    /// How many runs this stands for (see [`ConsumerRun::median_of`]).
+    pub runs: usize,
+    /// The lowest and highest rate among those runs.
+    pub rate_range: (f64, f64),
     pub figures: Figures,
     /// Messages published (distinct `seq`).
     pub published: u64,
@@ -335,6 +359,25 @@ impl ConsumerRun {
 
     pub fn duplicates(&self) -> u64 {
         self.figures.received.saturating_sub(self.figures.unique)
+    }
+
+    /// Several runs of one variant as one: rate and latency of the run with the median rate;
+    /// messages, losses, duplicates and CPU added up; the highest peak RSS.
+    pub fn median_of(runs: &[ConsumerRun]) -> ConsumerRun {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(|a, b| a.figures.rate.total_cmp(&b.figures.rate));
+        let mut median = sorted[sorted.len() / 2];
+        median.runs = runs.len();
+        median.rate_range = (
+            sorted[0].figures.rate,
+            sorted[sorted.len() - 1].figures.rate,
+        );
+        median.published = runs.iter().map(|r| r.published).sum();
+        median.figures.received = runs.iter().map(|r| r.figures.received).sum();
+        median.figures.unique = runs.iter().map(|r| r.figures.unique).sum();
+        median.cpu = runs.iter().map(|r| r.cpu).sum();
+        median.max_rss_kib = runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0);
+        median
     }
 
     /// CPU microseconds per message received: what a message costs, whatever else the machine
@@ -390,8 +433,16 @@ pub fn consumer_run(
         publisher.disconnect().await;
         anyhow::Ok(rate)
     })?;
-    let (figures, exit) = finish_consumer(variant, &mut proc, ctx.sizes.drain_timeout)?;
+    let (figures, exit) = finish_consumer(
+        ctx.dir.path(),
+        &client_id,
+        variant,
+        &mut proc,
+        ctx.sizes.drain_timeout,
+    )?;
     Ok(ConsumerRun {
+        runs: 1,
+        rate_range: (figures.rate, figures.rate),
         figures,
         published: n,
         max_rss_kib: exit.max_rss_kib,
@@ -472,9 +523,10 @@ pub fn shared_run(
     let mut unique = 0;
     let mut last_stats = started;
     let mut max_rss_kib = 0;
-    for proc in &mut procs {
+    for (i, proc) in procs.iter_mut().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let (figures, exit) = finish_consumer(variant, proc, left)?;
+        let id = format!("{base}-{}", i + 1);
+        let (figures, exit) = finish_consumer(ctx.dir.path(), &id, variant, proc, left)?;
         if let Some(line) = proc.find_line(|l| l.starts_with("stats:")) {
             last_stats = last_stats.max(line.at);
         }
@@ -690,7 +742,13 @@ pub fn reconnect_run(
         })?;
         (ready, published_at)
     };
-    let (figures, _exit) = finish_consumer(variant, &mut proc, ctx.sizes.drain_timeout)?;
+    let (figures, _exit) = finish_consumer(
+        ctx.dir.path(),
+        &client_id,
+        variant,
+        &mut proc,
+        ctx.sizes.drain_timeout,
+    )?;
     Ok(ReconnectRun {
         reconnect_ms: ready.saturating_duration_since(back).as_secs_f64() * 1e3,
         published: n,

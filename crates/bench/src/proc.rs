@@ -88,6 +88,7 @@ impl Proc {
         program: &OsStr,
         args: &[String],
         envs: &[(&str, &str)],
+        stdout_file: Option<std::fs::File>,
     ) -> io::Result<Proc> {
         let mut command = Command::new(program);
         command.args(args);
@@ -101,14 +102,29 @@ impl Proc {
         for (key, value) in envs {
             command.env(key, value);
         }
-        Proc::start(name, command)
+        Proc::start_with(name, command, stdout_file)
     }
 
     /// Starts a prepared command (stdin closed, stdout and stderr captured).
-    pub fn start(name: &str, mut command: Command) -> io::Result<Proc> {
+    pub fn start(name: &str, command: Command) -> io::Result<Proc> {
+        Proc::start_with(name, command, None)
+    }
+
+    /// Like [`start`](Self::start), but stdout goes to `stdout_file` instead of being read
+    /// line by line: for a program printing every message, so that the benchmark's reader does
+    /// not compete with it for CPU during the measurement.
+    pub fn start_with(
+        name: &str,
+        mut command: Command,
+        stdout_file: Option<std::fs::File>,
+    ) -> io::Result<Proc> {
+        let stdout = match stdout_file {
+            Some(file) => Stdio::from(file),
+            None => Stdio::piped(),
+        };
         let mut child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = libc::pid_t::try_from(child.id())
@@ -166,11 +182,6 @@ impl Proc {
             .iter()
             .find(|l| matches(&l.text))
             .cloned()
-    }
-
-    /// Every line so far (stdout and stderr interleaved in arrival order).
-    pub fn lines(&self) -> Vec<Line> {
-        self.shared.lock().lines.clone()
     }
 
     /// The last `n` lines, prefixed by stream: what a failure message shows.

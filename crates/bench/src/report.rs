@@ -316,7 +316,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             why: if big.is_empty() {
                 String::new()
             } else {
-                WHY_RSS.to_owned()
+                why_rss(rows)
             },
         });
     }
@@ -356,16 +356,24 @@ fn why_throughput(rows: &[Row], best: f64) -> String {
              paho-mqtt's stream), not tokio, smol or async-std. "
         ));
     }
-    if runs
+    let control_fastest = runs
         .iter()
-        .any(|(r, run)| r.variant.stack.starts_with("rumqttc") && run.figures.rate < 0.95 * best)
+        .any(|(r, run)| !r.is_rust() && run.figures.rate >= best);
+    if control_fastest
+        && runs.iter().any(|(r, run)| {
+            r.variant.stack.starts_with("rumqttc") && run.figures.rate < 0.95 * best
+        })
     {
         why.push_str(
             "The rumqttc variants ack each message only after their handler ran, through a \
              bounded queue between the MQTT task and the handler; mosquitto_sub acks inside \
-             libmosquitto on receipt and only writes to stdout.",
+             libmosquitto on receipt and only writes to a file. ",
         );
     }
+    why.push_str(
+        "Between rounds a variant's rate moves by up to ~10% on this shared machine (the \
+         min–max column): gaps smaller than that are noise.",
+    );
     why.trim_end().to_owned()
 }
 
@@ -390,12 +398,53 @@ const WHY_RECONNECT: &str = "By design of `common::Backoff`: while the broker is
     broker back is usually the 6th (delay 1.6–3.2 s), landing anywhere from 0 to about 3.2 s \
     after the broker returns. Capping the delay at about 1 s would meet the target, at the cost \
     of more connection attempts against a broker that is down.";
-const WHY_RSS: &str = "rumqttc 0.25's v5 event loop allocates one slot per possible outgoing \
-    in-flight message up front: `outgoing_inflight_upper_limit` defaults to 65,535, so 65,536 \
-    `Option<Publish>` of 216 bytes each — 13.5 MiB, written at startup — even in a consumer that \
-    never publishes. That is most of the gap to the Paho variants; \
-    `MqttOptions::set_outgoing_inflight_upper_limit` with a small value (a consumer publishes \
-    nothing) would remove it. The native-tls variant adds OpenSSL's allocations on top.";
+/// Why consumers exceed 15 MiB, from what this run measured.
+fn why_rss(rows: &[Row]) -> String {
+    let rss = |name: &str| {
+        rows.iter()
+            .find(|r| r.variant.name == name)
+            .and_then(|r| match &r.throughput {
+                Some(Ok(run)) => Some(run.max_rss_kib as f64 / 1024.0),
+                _ => None,
+            })
+    };
+    let mut why = String::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.variant.role == Role::Consumer && r.is_rust())
+    {
+        let Some(Ok(run)) = &row.throughput else {
+            continue;
+        };
+        let mib = run.max_rss_kib as f64 / 1024.0;
+        if mib <= 15.0 {
+            continue;
+        }
+        let name = row.variant.name.as_str();
+        if name.ends_with("-native-tls") {
+            let base = name.trim_end_matches("-rumqttc-native-tls");
+            match rss(base) {
+                Some(base_mib) => why.push_str(&format!(
+                    "{name}: OpenSSL (native-tls) costs {:.1} MiB more than the same program on \
+                     rustls ({base}: {base_mib:.1} MiB). ",
+                    mib - base_mib
+                )),
+                None => why.push_str(&format!("{name}: OpenSSL (native-tls). ")),
+            }
+        } else if row.variant.stack.starts_with("rumqttc") {
+            why.push_str(&format!(
+                "{name}: rumqttc 0.25's v5 event loop allocates one slot per possible outgoing \
+                 in-flight message up front (`outgoing_inflight_upper_limit`, 65,535 by default: \
+                 65,536 × 216-byte `Option<Publish>` = 13.5 MiB written at startup, even in a \
+                 consumer that never publishes); `common` caps it for consumers — check that \
+                 cap. "
+            ));
+        } else {
+            why.push_str(&format!("{name}: Paho C's buffers and threads. "));
+        }
+    }
+    why.trim_end().to_owned()
+}
 
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
@@ -437,7 +486,8 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
          `max_inflight_messages 1000`. Payloads are ~250-byte Airfinder-like JSON events at \
          QoS 1, carrying a sequence number (loss and duplicates are counted per `seq`) and the \
          publisher's clock in µs (`sentAtUs`, for end-to-end latency). `mosquitto_sub` (C, \
-         libmosquitto) is the outside control. Consumers run one at a time, so each has the \
+         libmosquitto; `-F '%U %p'` into a file, its own receive time per message) is the outside \
+         control. Consumers run one at a time, so each has the \
          machine to itself apart from the broker and the benchmark's publisher.\n"
     );
 
@@ -447,13 +497,18 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
     let _ = writeln!(
         md,
         "Throughput: {} messages published as fast as the broker acknowledges them (pipelined \
-         rumqttc publisher), rate measured by the consumer from its first to its last message. \
-         Latency: {} messages at a fixed {:.0} msg/s. Reconnect: the broker is stopped for {} s \
-         and started again; the time from it accepting connections to the consumer's \
-         subscription arriving again, then {} messages must all arrive. RSS: peak resident set \
-         (the highest `VmHWM` in `/proc/<pid>/status`, sampled every 5 ms) during the throughput \
-         run. Size: the binary after `strip`.\n",
+         rumqttc publisher), the rate measured by the consumer from its first to its last \
+         message; {} round(s), each variant once per round, the median round shown (lost and \
+         dup count every round). CPU µs/msg: the consumer's user + system CPU time over the \
+         messages it received — what a message costs, independent of how busy the machine was. \
+         Latency: {} messages at a fixed {:.0} msg/s, from the publisher's clock in the payload \
+         to the consumer's handler. Reconnect: the broker is stopped for {} s and started \
+         again; the time from it accepting connections to the consumer's subscription arriving \
+         again, then {} messages must all arrive. RSS: peak resident set (the highest `VmHWM` \
+         in `/proc/<pid>/status`, sampled every 5 ms) over the throughput rounds. Size: the \
+         binary after `strip`.\n",
         s.throughput,
+        s.throughput_rounds,
         s.latency,
         s.latency_rate,
         s.broker_down.as_secs_f64(),
@@ -461,18 +516,18 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         md,
-        "| variant | stack | throughput msg/s | × fastest | CPU µs/msg | lost | dup | p50 ms | p99 ms | max ms | reconnect ms | peak RSS MiB | binary MiB |"
+        "| variant | stack | throughput msg/s | rounds min–max | × fastest | CPU µs/msg | lost | dup | p50 ms | p99 ms | max ms | reconnect ms | peak RSS MiB | binary MiB |"
     );
     let _ = writeln!(
         md,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for row in rows.iter().filter(|r| r.variant.role == Role::Consumer) {
         let v = row.variant;
         if !row.built() {
             let _ = writeln!(
                 md,
-                "| {} | {} | not built | | | | | | | | | | |",
+                "| {} | {} | not built | | | | | | | | | | | |",
                 v.name, v.stack
             );
             continue;
@@ -481,6 +536,7 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
         match &row.throughput {
             Some(Ok(run)) => {
                 cells.push(format!("{:.0}", run.figures.rate));
+                cells.push(format!("{:.0}–{:.0}", run.rate_range.0, run.rate_range.1));
                 cells.push(best.map_or(String::new(), |(b, _)| {
                     format!("{:.2}", run.figures.rate / b)
                 }));
@@ -490,17 +546,17 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
             }
             Some(Err(err)) => {
                 cells.push(fail_cell(err));
-                cells.extend(["", "", "", ""].map(String::from));
+                cells.extend(["", "", "", "", ""].map(String::from));
             }
-            None => cells.extend(["", "", "", "", ""].map(String::from)),
+            None => cells.extend(["", "", "", "", "", ""].map(String::from)),
         }
         match &row.latency {
             Some(Ok(run)) => {
                 let f = run.figures;
                 cells.extend([ms(f.p50_us), ms(f.p99_us), ms(f.max_us)]);
                 if run.lost() > 0 {
-                    // Column 3 is "lost".
-                    cells[3] = format!("{} (+{} in latency run)", cells[3], run.lost());
+                    // Column 4 is "lost".
+                    cells[4] = format!("{} (+{} in latency run)", cells[4], run.lost());
                 }
             }
             Some(Err(err)) => cells.extend([fail_cell(err), String::new(), String::new()]),

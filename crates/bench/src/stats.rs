@@ -1,7 +1,5 @@
 //! Reading a consumer's figures: the examples' `stats:` line, or mosquitto_sub's output.
 
-use crate::proc::Line;
-
 /// What one consumer process received.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Figures {
@@ -46,13 +44,13 @@ pub fn parse_stats_line(line: &str) -> Option<Figures> {
 
 /// Figures from `mosquitto_sub -F '%U %p'` output: each line is the receive time
 /// (`<secs>.<nanos>`, taken by mosquitto_sub itself) and the payload.
-pub fn from_mosquitto_sub(lines: &[Line]) -> Figures {
+pub fn from_mosquitto_sub<'a>(lines: impl Iterator<Item = &'a str>) -> Figures {
     let mut seqs = std::collections::HashSet::new();
     let mut latencies = Vec::new();
     let mut received = 0u64;
     let (mut first, mut last) = (u64::MAX, 0u64);
-    for line in lines.iter().filter(|l| !l.stderr) {
-        let Some((stamp, payload)) = line.text.split_once(' ') else {
+    for line in lines {
+        let Some((stamp, payload)) = line.split_once(' ') else {
             continue;
         };
         let Some(received_us) = parse_unix_stamp_us(stamp) else {
@@ -106,7 +104,6 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn parses_the_examples_stats_line() {
@@ -124,17 +121,12 @@ mod tests {
 
     #[test]
     fn mosquitto_sub_lines() {
-        let line = |text: &str| Line {
-            at: Instant::now(),
-            stderr: false,
-            text: text.into(),
-        };
         let lines = [
-            line(r#"1000.000100 {"seq":1,"sentAtUs":1000000000}"#),
-            line(r#"1000.500100 {"seq":2,"sentAtUs":1000500000}"#),
-            line(r#"1001.000100000 {"seq":2,"sentAtUs":1000500000}"#),
+            r#"1000.000100 {"seq":1,"sentAtUs":1000000000}"#,
+            r#"1000.500100 {"seq":2,"sentAtUs":1000500000}"#,
+            r#"1001.000100000 {"seq":2,"sentAtUs":1000500000}"#,
         ];
-        let f = from_mosquitto_sub(&lines);
+        let f = from_mosquitto_sub(lines.into_iter());
         assert_eq!((f.received, f.unique), (3, 2));
         assert_eq!(f.p50_us, 100);
         assert_eq!(f.max_us, 500_100);
