@@ -81,6 +81,16 @@ pub enum Security {
     InsecurePlaintext,
 }
 
+/// For the "connecting to …" log line: whom we trust, or that nothing is protected.
+impl std::fmt::Display for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Tls(roots) => write!(f, "verifying the broker against {roots}"),
+            Security::InsecurePlaintext => f.write_str("NONE, plaintext"),
+        }
+    }
+}
+
 /// Everything needed to connect: the credentials, the client id actually used, and the security.
 #[derive(Clone, Debug)]
 pub struct BrokerTarget {

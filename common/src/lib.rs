@@ -11,9 +11,12 @@
 //! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
 //! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
 //! - [`rumqttc_sync`]: the same DISCONNECT for rumqttc's blocking `Client`;
-//! - `paho_util` (feature `paho`): Paho errors in plain words, SUBACK checks, the server URI;
+//! - `paho_util` (feature `paho`): Paho errors in plain words, SUBACK checks, the server URI
+//!   and the CONNECT options every Paho variant starts from;
 //! - [`exit`]: one paragraph on stderr and an exit code that means something;
 //! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
+//! - [`session`]: what a CONNACK means for the backlog, in words;
+//! - [`share_group`]: group and instance names for a shared subscription;
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
@@ -28,6 +31,8 @@ pub mod paho_util;
 pub mod payload;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
+pub mod session;
+pub mod share_group;
 pub mod shutdown;
 pub mod supervisor;
 pub mod tls;

@@ -156,3 +156,24 @@ pub fn server_uri(target: &BrokerTarget) -> String {
     };
     format!("{scheme}://{}", target.address())
 }
+
+/// The CONNECT options every Paho variant starts from: MQTT v5, the credentials' user name and
+/// password, a 30 s keep-alive, a 10 s connect timeout, and TLS that verifies the broker
+/// (including its host name: see [`TlsRoots::paho_ssl_options`](crate::TlsRoots)).
+///
+/// The session — `clean_start` and the Session Expiry Interval — is left to the example,
+/// because choosing it is what the examples teach. An error means the CA file could not be used.
+pub fn connect_options(
+    target: &BrokerTarget,
+) -> Result<paho_mqtt::ConnectOptionsBuilder, crate::TlsError> {
+    let mut builder = paho_mqtt::ConnectOptionsBuilder::new_v5();
+    builder
+        .user_name(&target.credentials.username)
+        .password(target.credentials.password.expose())
+        .keep_alive_interval(std::time::Duration::from_secs(30))
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if let Security::Tls(roots) = &target.security {
+        builder.ssl_options(roots.paho_ssl_options()?);
+    }
+    Ok(builder)
+}

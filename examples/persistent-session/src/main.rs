@@ -251,46 +251,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Says, in words, what a CONNACK means for the events published while we were away. This is the
-/// line to look for in production logs after a restart: `session present: false` where `true`
-/// was expected means a backlog was lost.
+/// Says, in words, what a CONNACK means for the events published while we were away (the
+/// sentences are in `common::session`). This is the line to look for in production logs after a
+/// restart: `session present: false` where `true` was expected means a backlog was lost.
 fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
     // A broker may grant a shorter expiry than we asked for; it then says so in the CONNACK.
     let granted = ack
         .properties
         .as_ref()
-        .and_then(|properties| properties.session_expiry_interval)
-        .unwrap_or(requested_expiry);
-    if granted != requested_expiry {
-        tracing::warn!(
-            "the broker keeps our session for only {granted} s (we asked for \
-             {requested_expiry} s): a longer outage loses the backlog"
-        );
-    }
-    if ack.session_present {
-        tracing::info!(
-            "session present: true — the broker kept our session; the events published while we \
-             were away follow (subscribing again anyway, in case the previous run died before its \
-             SUBSCRIBE)"
-        );
-    } else if granted == 0 {
-        tracing::warn!(
-            "session present: false — nothing was kept: with a session expiry of 0 a session ends \
-             at disconnect, so the events published while we were away are gone"
-        );
-    } else if reconnect {
-        tracing::warn!(
-            "session present: false after a reconnect — the broker no longer had our session (it \
-             restarted without saving sessions, or the session expired): the events published \
-             while we were disconnected are lost. Subscribing again."
-        );
-    } else {
-        tracing::info!(
-            "session present: false — a new session for this client id (first run, or the old \
-             session expired or was lost). From now on the broker queues our events for up to \
-             {granted} s while we are away."
-        );
-    }
+        .and_then(|properties| properties.session_expiry_interval);
+    common::session::explain(ack.session_present, requested_expiry, granted, reconnect);
 }
 
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the

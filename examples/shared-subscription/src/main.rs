@@ -117,7 +117,7 @@ struct Args {
 
     /// Shared-subscription group. Every process in one group splits one stream; each group gets
     /// every message. Default: `<clientId>-workers`.
-    #[arg(long, value_name = "NAME", value_parser = parse_group)]
+    #[arg(long, value_name = "NAME", value_parser = common::share_group::parse_group)]
     group: Option<String>,
 
     /// MQTT connections in this process. Default: 3 with the demo broker, 1 with credentials.
@@ -178,7 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let instance = match &connect.instance {
         Some(instance) => instance.clone(),
         None => {
-            let derived = derived_instance();
+            let derived = common::share_group::derived_instance();
             tracing::info!(
                 "no --instance given: using {derived} (host name and process id). Fine for \
                  clean-start workers; a persistent session needs a stable --instance"
@@ -197,7 +197,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let group = args
         .group
         .clone()
-        .unwrap_or_else(|| default_group(&target.credentials.topic, &base_id));
+        .unwrap_or_else(|| common::share_group::default_group(&target.credentials.topic, &base_id));
     let filter = format!("$share/{group}/{topic}");
 
     let workers = args.workers.unwrap_or(if demo.is_some() { 3 } else { 1 });
@@ -486,54 +486,6 @@ impl Shared {
             each.join(" ")
         )
     }
-}
-
-/// `<host name>-<process id>`: unique among running processes, and new after every restart —
-/// which is exactly why it only suits clean-start workers.
-fn derived_instance() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    let host = host.trim().split('.').next().unwrap_or_default();
-    format!("{}-{}", share_name_safe(host, "host"), std::process::id())
-}
-
-/// The group when `--group` is not given: the one in the credentials' topic if it already is
-/// `$share/<group>/...`, else `<clientId>-workers`.
-fn default_group(creds_topic: &str, base_client_id: &str) -> String {
-    let in_creds = creds_topic
-        .strip_prefix("$share/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(group, _)| group.to_owned());
-    in_creds.unwrap_or_else(|| format!("{}-workers", share_name_safe(base_client_id, "consumer")))
-}
-
-/// `text` with every character other than ASCII letters, digits, `-` and `_` replaced by `-`
-/// (a share name is one topic level, and client ids can contain anything); `fallback` if empty.
-fn share_name_safe(text: &str, fallback: &str) -> String {
-    let safe: String = text
-        .chars()
-        .take(40)
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
-            _ => '-',
-        })
-        .collect();
-    if safe.is_empty() {
-        fallback.to_owned()
-    } else {
-        safe
-    }
-}
-
-/// `--group`: MQTT makes the share name one topic level, so `/`, `+` and `#` are not allowed.
-fn parse_group(group: &str) -> Result<String, String> {
-    if group.is_empty() || group.contains(['/', '+', '#']) {
-        return Err("a group name must be non-empty, without '/', '+' or '#'".to_owned());
-    }
-    Ok(group.to_owned())
 }
 
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the

@@ -281,33 +281,25 @@ async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<b
 
 /// The CONNECT options: MQTT v5, a persistent session, user name and password, TLS that verifies.
 fn connect_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<mqtt::ConnectOptions> {
-    // Knob 2: keep this session for `expiry` seconds after we disconnect. Leaving the property
-    // out means 0, and then knob 1 has nothing to resume.
+    // MQTT v5, user name and password, keep-alive, and TLS that verifies the broker's certificate
+    // and host name (Paho leaves the host name unchecked unless told): see common::paho_util.
+    let mut builder = common::paho_util::connect_options(target)
+        .context("setting up TLS for the broker connection")?;
+    // Knob 1: resume the session the broker kept for this client id, if there is one...
+    builder.clean_start(false);
+    // Knob 2: ...and keep this session for `expiry` seconds after we disconnect. Leaving the
+    // property out means 0, and then knob 1 has nothing to resume.
     let mut properties = mqtt::Properties::new();
     properties
         .push_u32(mqtt::PropertyCode::SessionExpiryInterval, expiry)
         .context("setting the session expiry")?;
-    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
-    builder
-        // Knob 1: resume the session the broker kept for this client id, if there is one...
-        .clean_start(false)
-        .properties(properties)
-        .user_name(&target.credentials.username)
-        .password(target.credentials.password.expose())
-        .keep_alive_interval(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10));
-    if let common::Security::Tls(roots) = &target.security {
-        builder.ssl_options(
-            roots
-                .paho_ssl_options()
-                .context("setting up TLS for the broker connection")?,
-        );
-    }
+    builder.properties(properties);
     Ok(builder.finalize())
 }
 
 /// Says, in words, what a CONNACK means for the events published while we were away (the same
-/// sentences as the default program). Paho hands us the CONNACK as the connect response.
+/// sentences as the default program, from `common::session`). Paho hands us the CONNACK as the
+/// connect response.
 fn explain_session(response: &mqtt::ServerResponse, requested_expiry: u32, reconnect: bool) {
     let session_present = response
         .connect_response()
@@ -316,37 +308,8 @@ fn explain_session(response: &mqtt::ServerResponse, requested_expiry: u32, recon
     let granted = response
         .properties()
         .get_int(mqtt::PropertyCode::SessionExpiryInterval)
-        .map_or(requested_expiry, |secs| secs as u32);
-    if granted != requested_expiry {
-        tracing::warn!(
-            "the broker keeps our session for only {granted} s (we asked for {requested_expiry} s): \
-             a longer outage loses the backlog"
-        );
-    }
-    if session_present {
-        tracing::info!(
-            "session present: true — the broker kept our session; the events published while we \
-             were away follow (subscribing again anyway, in case the previous run died before its \
-             SUBSCRIBE)"
-        );
-    } else if granted == 0 {
-        tracing::warn!(
-            "session present: false — nothing was kept: with a session expiry of 0 a session ends \
-             at disconnect, so the events published while we were away are gone"
-        );
-    } else if reconnect {
-        tracing::warn!(
-            "session present: false after a reconnect — the broker no longer had our session (it \
-             restarted without saving sessions, or the session expired): the events published \
-             while we were disconnected are lost. Subscribing again."
-        );
-    } else {
-        tracing::info!(
-            "session present: false — a new session for this client id (first run, or the old \
-             session expired or was lost). From now on the broker queues our events for up to \
-             {granted} s while we are away."
-        );
-    }
+        .map(|secs| secs as u32);
+    common::session::explain(session_present, requested_expiry, granted, reconnect);
 }
 
 /// "Handles" one message: prints it (or counts it with --stats).

@@ -67,7 +67,7 @@ struct Args {
 
     /// Shared-subscription group. Every process in one group splits one stream; each group gets
     /// every message. Default: `<clientId>-workers`.
-    #[arg(long, value_name = "NAME", value_parser = parse_group)]
+    #[arg(long, value_name = "NAME", value_parser = common::share_group::parse_group)]
     group: Option<String>,
 
     /// Keep this worker's session this long after a disconnect, so a restart with the same
@@ -104,7 +104,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     // One client id per process: `<clientId>-<instance>`.
     let mut connect = args.connect.clone();
     if connect.instance.is_none() {
-        let derived = derived_instance();
+        let derived = common::share_group::derived_instance();
         tracing::info!(
             "no --instance given: using {derived} (host name and process id). Fine for \
              clean-start workers; a persistent session needs a stable --instance"
@@ -123,7 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let group = args
         .group
         .clone()
-        .unwrap_or_else(|| default_group(&target.credentials.topic, &base_id));
+        .unwrap_or_else(|| common::share_group::default_group(&target.credentials.topic, &base_id));
     let filter = format!("$share/{group}/{topic}");
     tracing::info!("group {group}: subscribing to {filter}");
     tracing::info!(
@@ -376,12 +376,10 @@ async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<b
 
 /// The CONNECT options: MQTT v5, user name and password, TLS that verifies, and the session.
 fn connect_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<mqtt::ConnectOptions> {
-    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
-    builder
-        .user_name(&target.credentials.username)
-        .password(target.credentials.password.expose())
-        .keep_alive_interval(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10));
+    // MQTT v5, user name and password, keep-alive, and TLS that verifies the broker's certificate
+    // and host name (Paho leaves the host name unchecked unless told): see common::paho_util.
+    let mut builder = common::paho_util::connect_options(target)
+        .context("setting up TLS for the broker connection")?;
     if expiry == 0 {
         builder.clean_start(true);
     } else {
@@ -391,13 +389,6 @@ fn connect_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<mqtt::C
             .push_u32(mqtt::PropertyCode::SessionExpiryInterval, expiry)
             .context("setting the session expiry")?;
         builder.clean_start(false).properties(properties);
-    }
-    if let common::Security::Tls(roots) = &target.security {
-        builder.ssl_options(
-            roots
-                .paho_ssl_options()
-                .context("setting up TLS for the broker connection")?,
-        );
     }
     Ok(builder.finalize())
 }
@@ -424,52 +415,4 @@ async fn handle(
     }
     let label = format!("[{id}] message {handled} on {}", message.topic());
     printer.show(&label, message.payload());
-}
-
-/// `<host name>-<process id>`: unique among running processes, and new after every restart —
-/// which is exactly why it only suits clean-start workers.
-fn derived_instance() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    let host = host.trim().split('.').next().unwrap_or_default();
-    format!("{}-{}", share_name_safe(host, "host"), std::process::id())
-}
-
-/// The group when `--group` is not given: the one in the credentials' topic if it already is
-/// `$share/<group>/...`, else `<clientId>-workers`.
-fn default_group(creds_topic: &str, base_client_id: &str) -> String {
-    let in_creds = creds_topic
-        .strip_prefix("$share/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(group, _)| group.to_owned());
-    in_creds.unwrap_or_else(|| format!("{}-workers", share_name_safe(base_client_id, "consumer")))
-}
-
-/// `text` with every character other than ASCII letters, digits, `-` and `_` replaced by `-`
-/// (a share name is one topic level, and client ids can contain anything); `fallback` if empty.
-fn share_name_safe(text: &str, fallback: &str) -> String {
-    let safe: String = text
-        .chars()
-        .take(40)
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
-            _ => '-',
-        })
-        .collect();
-    if safe.is_empty() {
-        fallback.to_owned()
-    } else {
-        safe
-    }
-}
-
-/// `--group`: MQTT makes the share name one topic level, so `/`, `+` and `#` are not allowed.
-fn parse_group(group: &str) -> Result<String, String> {
-    if group.is_empty() || group.contains(['/', '+', '#']) {
-        return Err("a group name must be non-empty, without '/', '+' or '#'".to_owned());
-    }
-    Ok(group.to_owned())
 }

@@ -253,21 +253,12 @@ async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<b
 
 /// The CONNECT options: MQTT v5, a fresh session, user name and password, TLS that verifies.
 fn connect_options(target: &BrokerTarget) -> anyhow::Result<mqtt::ConnectOptions> {
-    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
-    builder
-        // This example does not keep a session across restarts; see `persistent-session`.
-        .clean_start(true)
-        .user_name(&target.credentials.username)
-        .password(target.credentials.password.expose())
-        .keep_alive_interval(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10));
-    if let common::Security::Tls(roots) = &target.security {
-        builder.ssl_options(
-            roots
-                .paho_ssl_options()
-                .context("setting up TLS for the broker connection")?,
-        );
-    }
+    // MQTT v5, user name and password, keep-alive, and TLS that verifies the broker's certificate
+    // and host name (Paho leaves the host name unchecked unless told): see common::paho_util.
+    let mut builder = common::paho_util::connect_options(target)
+        .context("setting up TLS for the broker connection")?;
+    // This example does not keep a session across restarts; see `persistent-session`.
+    builder.clean_start(true);
     Ok(builder.finalize())
 }
 

@@ -89,7 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         "connecting to {} as client id {} (TLS: {})",
         target.address(),
         target.client_id,
-        describe_security(&target.security)
+        target.security
     );
 
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
@@ -200,11 +200,4 @@ fn run(args: Args) -> anyhow::Result<()> {
         demo.shutdown();
     }
     Ok(())
-}
-
-fn describe_security(security: &common::Security) -> String {
-    match security {
-        common::Security::Tls(roots) => format!("verifying the broker against {roots}"),
-        common::Security::InsecurePlaintext => "NONE, plaintext".to_owned(),
-    }
 }

@@ -75,7 +75,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "connecting to {} as client id {} (native TLS: {})",
         target.address(),
         target.client_id,
-        describe_security(&target.security)
+        target.security
     );
 
     // The bounded work queue between the polling task (here) and the handler task.
@@ -164,11 +164,4 @@ enum Stop {
     Requested,
     /// The handler task returned (after `--count` messages, or with an error).
     HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
-}
-
-fn describe_security(security: &common::Security) -> String {
-    match security {
-        common::Security::Tls(roots) => format!("verifying the broker against {roots}"),
-        common::Security::InsecurePlaintext => "NONE, plaintext".to_owned(),
-    }
 }
