@@ -177,3 +177,30 @@ pub fn connect_options(
     }
     Ok(builder)
 }
+
+/// Takes the messages still waiting in Paho's event stream, typically right after DISCONNECT.
+///
+/// Why it matters: Paho C acknowledged each of them as it arrived, so the broker will never
+/// deliver them again, to us or to anyone else. Handle them (a Ctrl-C stop), or when you cannot
+/// (`--count` reached), say how many are dropped with [`report_dropped`].
+pub fn take_waiting_messages(
+    events: &paho_mqtt::AsyncReceiver<paho_mqtt::Event>,
+) -> Vec<paho_mqtt::Message> {
+    let mut waiting = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let paho_mqtt::Event::Message(message) = event {
+            waiting.push(message);
+        }
+    }
+    waiting
+}
+
+/// Warns that `count` messages Paho already acknowledged are dropped unhandled (nothing when 0).
+pub fn report_dropped(count: usize) {
+    if count > 0 {
+        tracing::warn!(
+            "{count} more messages were already acknowledged by Paho and are dropped \
+             (--count reached); with Paho, acknowledged means gone"
+        );
+    }
+}

@@ -305,23 +305,15 @@ async fn consume(
     }
     // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
     // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
-    let mut left_unhandled = 0u64;
-    while let Ok(event) = events.try_recv() {
-        if let mqtt::Event::Message(message) = event {
-            match stop {
-                Stop::Requested => {
-                    handled += 1;
-                    handle(&mut printer, &id, handled, &message, work).await;
-                }
-                Stop::CountReached => left_unhandled += 1,
+    let waiting = common::paho_util::take_waiting_messages(&events);
+    match stop {
+        Stop::Requested => {
+            for message in waiting {
+                handled += 1;
+                handle(&mut printer, &id, handled, &message, work).await;
             }
         }
-    }
-    if left_unhandled > 0 {
-        tracing::warn!(
-            "{left_unhandled} more messages were already acknowledged by Paho and are dropped \
-             (--count reached); with Paho, acknowledged means gone"
-        );
+        Stop::CountReached => common::paho_util::report_dropped(waiting.len()),
     }
 
     printer.finish();
