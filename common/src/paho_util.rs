@@ -204,3 +204,29 @@ pub fn report_dropped(count: usize) {
         );
     }
 }
+
+/// Waits for the SUBACK of a SUBSCRIBE (the token from `client.subscribe(..)` or
+/// `subscribe_with_options(..)`): `Ok(true)` when granted, `Ok(false)` when the connection
+/// dropped first (the event stream reports the loss next), an error when refused.
+///
+/// Why not just `suback.await`: when the broker drops the connection right after CONNACK
+/// (another process took our client id over), Paho may never complete the SUBSCRIBE it had
+/// queued, and the await would hang for ever. So we look at the connection every 100 ms while we
+/// wait. The timer is `futures-timer`, so this works the same on Tokio, smol and async-std.
+pub async fn wait_for_suback(
+    client: &paho_mqtt::AsyncClient,
+    mut suback: paho_mqtt::Token,
+    filter: &str,
+) -> anyhow::Result<bool> {
+    use futures::future::{select, Either};
+    loop {
+        let tick = futures_timer::Delay::new(std::time::Duration::from_millis(100));
+        match select(&mut suback, tick).await {
+            Either::Left((granted, _)) => {
+                return check_subscribe(granted, filter, client.is_connected())
+            }
+            Either::Right(_) if !client.is_connected() => return Ok(false),
+            Either::Right(_) => {}
+        }
+    }
+}

@@ -37,7 +37,6 @@
 //! - *The DUP flag.* paho-mqtt's `Message` does not expose it, so a redelivery cannot be marked.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -259,29 +258,15 @@ async fn consume(
 /// SUBACK: `Ok(true)` when granted, `Ok(false)` when the connection dropped first (the event
 /// stream reports the loss next), an error when refused.
 ///
-/// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
-/// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
-/// it had queued, and the await would hang for ever. So we look at the connection while we wait.
+/// Not just `.await` on the token: see `wait_for_suback` for the hang that avoids.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
     // Retain Handling 1 ("send retained messages only if the subscription is new"): the SUBSCRIBE
     // after a resumed session's CONNACK replaces a subscription the session may still hold, and
     // must not replay the retained messages.
     let options =
         mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
-    let mut suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
-    loop {
-        let tick = async {
-            Timer::after(Duration::from_millis(100)).await;
-            None
-        };
-        match future::or(async { Some((&mut suback).await) }, tick).await {
-            Some(granted) => {
-                return common::paho_util::check_subscribe(granted, filter, client.is_connected())
-            }
-            None if !client.is_connected() => return Ok(false),
-            None => {}
-        }
-    }
+    let suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
+    common::paho_util::wait_for_suback(client, suback, filter).await
 }
 
 /// The CONNECT options: MQTT v5, a persistent session, user name and password, TLS that verifies.

@@ -52,7 +52,6 @@
 //!   message lists the likely causes instead of naming one.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_std::channel::Receiver;
@@ -227,20 +226,10 @@ async fn consume(
 /// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
 /// connection dropped first (the event stream reports the loss next), an error when refused.
 ///
-/// Why not just `client.subscribe(..).await`: when the broker drops the connection (another
-/// process took our client id over) right after CONNACK, Paho may never complete the SUBSCRIBE
-/// it had queued, and the await would hang for ever. So we look at the connection while we wait.
+/// Not just `.await` on the token: see `wait_for_suback` for the hang that avoids.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let mut suback = client.subscribe(filter, mqtt::QOS_1);
-    loop {
-        match async_std::future::timeout(Duration::from_millis(100), &mut suback).await {
-            Ok(granted) => {
-                return common::paho_util::check_subscribe(granted, filter, client.is_connected())
-            }
-            Err(_) if !client.is_connected() => return Ok(false),
-            Err(_) => {}
-        }
-    }
+    let suback = client.subscribe(filter, mqtt::QOS_1);
+    common::paho_util::wait_for_suback(client, suback, filter).await
 }
 
 /// The CONNECT options: MQTT v5, a fresh session, user name and password, TLS that verifies.
