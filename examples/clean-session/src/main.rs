@@ -1,4 +1,5 @@
 //! # clean-session — only what happens from now on: no backlog
+//! Read more: docs/src/sessions.md
 //!
 //! **What it shows.** An MQTT v5 *clean start*: the consumer connects with `clean_start = true`
 //! and no session expiry. The broker throws away any session it kept for this client id —
@@ -89,6 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: clean_start_knobs
     options
         // Ack after processing, not on receipt: within a connection the broker still resends an
         // unacked message, so a slow handler does not lose what it was given.
@@ -97,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_clean_start(true)
         // ...knob 2: and keep none after we disconnect (absent = 0 s). Nothing queues for us.
         .set_session_expiry_interval(None);
+    // ANCHOR_END: clean_start_knobs
     // Room for every ack a connection can owe. In a burst of events, with rumqttc's usual 10-64
     // the handler (waiting to queue an ack) and the poller (waiting to queue a message) freeze
     // on each other. See `REQUEST_CHANNEL_CAPACITY` for why this size is always enough.

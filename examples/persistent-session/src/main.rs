@@ -1,4 +1,5 @@
 //! # persistent-session — get the events published while your consumer was down
+//! Read more: docs/src/sessions.md
 //!
 //! **What it shows.** An MQTT v5 *persistent session*: the consumer connects with
 //! `clean_start = false` **and** a `session_expiry_interval` above zero (`--session-expiry SECS`,
@@ -113,6 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: session_knobs
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event. In a persistent session the broker keeps unacked messages for us.
@@ -122,6 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
         // the property out means 0, and then knob 1 has nothing to resume.
         .set_session_expiry_interval(Some(expiry));
+    // ANCHOR_END: session_knobs
     // Room for every ack a connection can owe. A backlog arrives as one long burst, and with
     // rumqttc's usual 10-64 the handler (waiting to queue an ack) and the poller (waiting to
     // queue a message) freeze on each other: measured, 110-160 messages into a 200-message
@@ -266,12 +269,14 @@ fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
 /// subscription is new"), so the SUBSCRIBE after a resumed session's CONNACK, which replaces a
 /// subscription the session still holds, does not replay the retained messages.
+// ANCHOR: subscription
 fn subscription(filter: &str) -> Filter {
     Filter {
         retain_forward_rule: RetainForwardRule::OnNewSubscribe,
         ..Filter::new(filter, QoS::AtLeastOnce)
     }
 }
+// ANCHOR_END: subscription
 
 /// Why the main loop ended.
 enum Stop {

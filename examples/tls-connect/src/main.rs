@@ -1,4 +1,5 @@
 //! # tls-connect — the smallest correct Link Labs consumer
+//! Read more: docs/src/tls.md
 //!
 //! **What it shows.** Connecting to the Link Labs MQTT broker the way production code should:
 //! MQTT v5 over TLS on port 8883, the broker's certificate checked against a CA you trust (the
@@ -73,12 +74,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: manual_acks
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event.
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
         .set_clean_start(true);
+    // ANCHOR_END: manual_acks
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -99,8 +102,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled += 1;
             let topic = String::from_utf8_lossy(&publish.topic);
             printer.show(&format!("message {handled} on {topic}"), &publish.payload);
+            // ANCHOR: ack_after_handling
             // Handled: now, and only now, tell the broker it may forget the message.
             handler_client.ack(&publish).await?;
+            // ANCHOR_END: ack_after_handling
             if count == Some(handled) {
                 break;
             }
