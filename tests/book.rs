@@ -246,7 +246,8 @@ fn every_include_and_anchor_resolves() {
         for (line, path, anchor) in includes(&text) {
             count += 1;
             let file = normalize(&page.parent().expect("folder").join(&path));
-            let at = format!("{}:{line}: {{{{#include {path}}}}}", shown(&page));
+            let shown_anchor = anchor.as_deref().map(|a| format!(":{a}")).unwrap_or_default();
+            let at = format!("{}:{line}: {{{{#include {path}{shown_anchor}}}}}", shown(&page));
             let Ok(source) = std::fs::read_to_string(&file) else {
                 problems.push(format!("{at}: {} does not exist", shown(&file)));
                 continue;
