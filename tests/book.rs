@@ -246,8 +246,14 @@ fn every_include_and_anchor_resolves() {
         for (line, path, anchor) in includes(&text) {
             count += 1;
             let file = normalize(&page.parent().expect("folder").join(&path));
-            let shown_anchor = anchor.as_deref().map(|a| format!(":{a}")).unwrap_or_default();
-            let at = format!("{}:{line}: {{{{#include {path}{shown_anchor}}}}}", shown(&page));
+            let shown_anchor = anchor
+                .as_deref()
+                .map(|a| format!(":{a}"))
+                .unwrap_or_default();
+            let at = format!(
+                "{}:{line}: {{{{#include {path}{shown_anchor}}}}}",
+                shown(&page)
+            );
             let Ok(source) = std::fs::read_to_string(&file) else {
                 problems.push(format!("{at}: {} does not exist", shown(&file)));
                 continue;
@@ -485,4 +491,63 @@ fn every_catalogue_entry_is_on_the_page_with_its_printed_words() {
             assert!(page.contains(words), "the page lacks the words {words:?}");
         }
     }
+}
+
+/// The catalogue entries whose messages are not an error type's `Display` (plain `format!` /
+/// `bail!` / log texts). The typed ones are checked word for word by `common/src/catalogue.rs`'s
+/// own tests; these are checked here against the source text, so a reworded message fails.
+const UNTYPED: [common::catalogue::Key; 6] = [
+    common::catalogue::Key::PlaintextAllowed,
+    common::catalogue::Key::Qos0Granted,
+    common::catalogue::Key::Usage,
+    common::catalogue::Key::DemoBrokerFailed,
+    common::catalogue::Key::Unexpected,
+    common::catalogue::Key::SimulatedCrash,
+];
+
+/// Words clap prints itself (its usage errors), not found in this repository's source.
+const CLAP_WORDS: [&str; 3] = [
+    "unexpected argument",
+    "invalid value",
+    "the following required arguments were not provided",
+];
+
+fn rust_sources(dir: &Path, out: &mut String) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs")
+            // The catalogue quotes every message: it must not vouch for itself.
+            && !path.ends_with("common/src/catalogue.rs")
+        {
+            out.push_str(&read(&path));
+        }
+    }
+}
+
+#[test]
+fn every_untyped_catalogue_message_is_printed_by_the_code() {
+    let root = workspace_root();
+    let mut source = String::new();
+    for dir in ["common/src", "examples", "crates/demo-broker/src"] {
+        rust_sources(&root.join(dir), &mut source);
+    }
+    let mut problems = Vec::new();
+    for key in UNTYPED {
+        for words in key.entry().prints {
+            if CLAP_WORDS.contains(words) {
+                continue;
+            }
+            for part in words.split('…').map(|p| p.trim().trim_matches(':').trim()) {
+                if part.len() >= 8 && !source.contains(part) {
+                    problems.push(format!("{}: no source prints {part:?}", key.entry().id));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1245,7 +1245,12 @@ pub fn render_markdown() -> String {
             .filter(|entry| entry.exit_code == Some(*code))
             .map(|entry| format!("[{0}](#{0})", entry.id))
             .collect();
-        out.push_str(&format!("| {code} | {meaning} | {} |\n", ids.join(", ")));
+        let ids = if ids.is_empty() {
+            "—".to_owned()
+        } else {
+            ids.join(", ")
+        };
+        out.push_str(&format!("| {code} | {meaning} | {ids} |\n"));
     }
     for section in Section::ALL {
         let entries: Vec<Entry> = Key::ALL
@@ -1259,14 +1264,10 @@ pub fn render_markdown() -> String {
         out.push_str(&format!("\n## {}\n", section.title()));
         for entry in entries {
             out.push_str(&format!("\n### {}\n\n", entry.id));
-            for words in entry.prints {
-                out.push_str(&format!("> {words}\n"));
-                out.push_str(">\n");
-            }
-            // Drop the last quote separator.
-            out.truncate(out.len() - 2);
-            out.push('\n');
-            out.push_str(&format!("\n**What it means.** {}\n\n", entry.means));
+            // One quoted line per message form, as the program prints it.
+            let quoted: Vec<String> = entry.prints.iter().map(|w| format!("> {w}")).collect();
+            out.push_str(&quoted.join("\n>\n"));
+            out.push_str(&format!("\n\n**What it means.** {}\n\n", entry.means));
             out.push_str("**Likely causes.**\n");
             for cause in entry.causes {
                 out.push_str(&format!("- {cause}\n"));
