@@ -551,3 +551,46 @@ fn every_untyped_catalogue_message_is_printed_by_the_code() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Backticked names in `text` that look like a test function (`snake_case` with at least four
+/// words), the way the pages and the catalogue cite the test that shows a behaviour.
+fn cited_test_names(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| {
+            name.matches('_').count() >= 3
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_test_the_book_cites_exists() {
+    let tests_dir = workspace_root().join("tests");
+    let mut test_source = String::new();
+    rust_sources(&tests_dir, &mut test_source);
+    let mut cited = BTreeSet::new();
+    for page in pages() {
+        cited.extend(cited_test_names(&read(&page)));
+    }
+    for key in common::catalogue::Key::ALL {
+        cited.extend(cited_test_names(key.entry().see_it));
+    }
+    assert!(
+        cited.len() >= 20,
+        "only {} test names cited: is the parser broken?",
+        cited.len()
+    );
+    let missing: Vec<&String> = cited
+        .iter()
+        .filter(|name| !test_source.contains(&format!("fn {name}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the book cites tests that do not exist (renamed?): {missing:?}"
+    );
+}
