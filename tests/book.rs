@@ -594,3 +594,61 @@ fn every_test_the_book_cites_exists() {
         "the book cites tests that do not exist (renamed?): {missing:?}"
     );
 }
+
+/// The `help:` line a failing binary prints names an entry that is on the page.
+fn help_anchor(stderr: &str) -> Option<String> {
+    let line = stderr.lines().find(|line| line.starts_with("help: "))?;
+    let (_, anchor) = line.rsplit_once("docs/src/troubleshooting.md#")?;
+    Some(anchor.trim().to_owned())
+}
+
+#[test]
+fn a_failing_binary_points_at_its_troubleshooting_entry() {
+    let page = anchors(&read(&book_src().join("troubleshooting.md")));
+
+    let mut example = mosquitto_harness::ExampleProcess::spawn(
+        "tls-connect",
+        &["--creds", "/nonexistent/creds.json"],
+        &[],
+    );
+    let status = example
+        .wait_exit(std::time::Duration::from_secs(60))
+        .expect("tls-connect exits");
+    assert_eq!(status.code(), Some(3), "{}", example.transcript());
+    let anchor = help_anchor(&example.stderr());
+    assert_eq!(
+        anchor.as_deref(),
+        Some("creds-not-found"),
+        "{}",
+        example.transcript()
+    );
+
+    // fetch-creds, with no login in the environment and no terminal to ask on.
+    let mut command = mosquitto_harness::example_command("fetch-creds");
+    command
+        .arg("orgs")
+        .env_remove("LINKLABS_USERNAME")
+        .env_remove("LINKLABS_PASSWORD")
+        .env_remove("LINKLABS_TOKEN")
+        .stdin(std::process::Stdio::null());
+    let mut fetch =
+        mosquitto_harness::ExampleProcess::spawn_command(command).expect("fetch-creds starts");
+    let status = fetch
+        .wait_exit(std::time::Duration::from_secs(60))
+        .expect("fetch-creds exits");
+    assert_eq!(status.code(), Some(2), "{}", fetch.transcript());
+    let fetch_anchor = help_anchor(&fetch.stderr());
+    assert_eq!(
+        fetch_anchor.as_deref(),
+        Some("fetch-no-login"),
+        "{}",
+        fetch.transcript()
+    );
+
+    for anchor in [anchor, fetch_anchor].into_iter().flatten() {
+        assert!(
+            page.contains(&anchor),
+            "no entry #{anchor} on the troubleshooting page"
+        );
+    }
+}

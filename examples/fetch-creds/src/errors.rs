@@ -210,14 +210,14 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         Some(fetch_error) => {
             // Not `eprintln!`: it panics when stderr is a closed pipe.
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            let help = exit::help_line(fetch_error.catalogue_key());
+            let _ = writeln!(std::io::stderr(), "{help}");
             ExitCode::from(fetch_error.exit_code())
         }
         None => exit::report(err),
     }
 }
 
-/// Compiled with the tests (`scripts/test` builds `--all-targets`), where it is checked.
-#[cfg(test)]
 impl FetchError {
     /// This failure's entry in the troubleshooting catalogue (`common::catalogue`, the book's
     /// troubleshooting page). Exhaustive on purpose: a new variant does not compile until it has
