@@ -13,6 +13,12 @@
 //! Each entry's [`Entry::prints`] holds the fixed words of a message, with `…` where the message
 //! carries a value (a path, a host, a reason code). Keep them in step with the `#[error(…)]` and
 //! `format!` texts; the tests say which one drifted.
+//!
+//! For `doctor` (issue #11) and any other tool that reports failures: reuse an entry where the
+//! failure is the same (a wrong CA is [`Key::TlsUnknownCa`] whoever finds it), add entries in
+//! [`Section::Doctor`] for verdicts of its own (the marked place in the list below), and print
+//! [`crate::exit::help_line`] so the user lands on the entry. [`lookup`] finds an entry by the
+//! words of a message.
 
 use crate::cli::PlaintextRefused;
 use crate::credentials::{CredentialsError, CredentialsWarning};
