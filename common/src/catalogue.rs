@@ -261,7 +261,7 @@ catalogue! {
         exit_code: Some(exit::CREDENTIALS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "",
+        see_it: "`echo '{' > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json`",
     },
     /// Valid JSON, but not one object.
     CredsNotAnObject => Entry {
@@ -274,7 +274,7 @@ catalogue! {
         exit_code: Some(exit::CREDENTIALS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "",
+        see_it: "`echo '[1]' > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json`",
     },
     /// A required field is absent.
     CredsMissingField => Entry {
@@ -406,7 +406,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file /nonexistent.pem`",
     },
     /// No PEM certificate in the CA file.
     CaFileNoCertificate => Entry {
@@ -419,7 +419,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file Cargo.toml`",
     },
     /// A certificate in the CA file was rejected.
     CaFileBadCertificate => Entry {
@@ -603,7 +603,7 @@ catalogue! {
         exit_code: Some(exit::NETWORK),
         then: Then::StopsBeforeFirstConnection,
         printed_by: EVERY_EXAMPLE,
-        see_it: "",
+        see_it: "`sed s/mqtt.example.link-labs.com/broker.invalid/ creds.example.json > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json` (`.invalid` never resolves)",
     },
     /// TCP connection refused.
     ConnectionRefused => Entry {
