@@ -1,4 +1,5 @@
 //! # clean-session — only what happens from now on: no backlog
+//! Read more: docs/src/sessions.md
 //!
 //! **What it shows.** An MQTT v5 *clean start*: the consumer connects with `clean_start = true`
 //! and no session expiry. The broker throws away any session it kept for this client id —
@@ -95,6 +96,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: clean_start_knobs
     options
         // Ack after processing, not on receipt: within a connection the broker still resends an
         // unacked message, so a slow handler does not lose what it was given.
@@ -106,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so a burst
         // waits on the broker, not in this process.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // ANCHOR_END: clean_start_knobs
     // `ack()` must never wait for room in rumqttc's request channel: see REQUEST_CHANNEL_CAPACITY.
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);

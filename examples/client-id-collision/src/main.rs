@@ -1,4 +1,5 @@
 //! # client-id-collision — two connections, one client id: see the fight, detect it, stop
+//! Read more: docs/src/client-ids.md
 //!
 //! **What it shows.** An MQTT broker keeps exactly one connection per client id. When a second
 //! connection arrives with an id that is already connected, the broker closes the *old* one. If

@@ -1,4 +1,5 @@
 //! # persistent-session — get the events published while your consumer was down
+//! Read more: docs/src/sessions.md
 //!
 //! **What it shows.** An MQTT v5 *persistent session*: the consumer connects with
 //! `clean_start = false` **and** a `session_expiry_interval` above zero (`--session-expiry SECS`,
@@ -77,9 +78,9 @@ use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
 /// MQTT v5 Receive Maximum: how many QoS 1 messages the broker may send us before we ack one.
-/// It is what keeps a large backlog on the broker instead of in this process (and, measured,
-/// what keeps it from freezing: see `set_receive_maximum` below). It also sizes the work queue:
-/// every queued message is unacked, so a broker that respects it never finds the queue full.
+/// It keeps a large backlog on the broker instead of in this process — with a broker that keeps
+/// to it (see `set_receive_maximum` below). It also sizes the work queue: every queued message
+/// is unacked, so a broker that respects it never finds the queue full.
 /// Throughput is at most about RECEIVE_MAXIMUM / round-trip time (128 / 50 ms = 2,560 msg/s);
 /// memory at most RECEIVE_MAXIMUM × the maximum packet size.
 const RECEIVE_MAXIMUM: u16 = 128;
@@ -123,6 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: session_knobs
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event. In a persistent session the broker keeps unacked messages for us.
@@ -132,14 +134,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
         // the property out means 0, and then knob 1 has nothing to resume.
         .set_session_expiry_interval(Some(expiry))
-        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us. Without it
-        // a resumed session's whole backlog comes at once (Mosquitto 2.0.11 sent ~90,000
-        // messages of a 100,000 backlog before we had acked 25,000), our acks pile up behind
-        // the reads, and at 65,551 queued acks the handler and this loop wait for each other
-        // for ever. With it, the acks we owe never exceed RECEIVE_MAXIMUM.
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so that a
+        // resumed session's backlog waits on the broker, not in this process. Do not rely on it
+        // alone: Mosquitto 2.0.11 keeps to it only until our first ack (then it sends
+        // RECEIVE_MAXIMUM more per ack), which is why `ack()` below must never wait for room.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
-    // The request channel carries our acks to the event loop. It has room for far more than
-    // the RECEIVE_MAXIMUM acks we can owe, so `ack()` never waits for room.
+    // ANCHOR_END: session_knobs
+    // The request channel carries our acks to the event loop. If `ack()` ever waited for room
+    // in it, the handler would wait for this loop and this loop for the handler, for ever: that
+    // froze this consumer on a 95,000-message backlog (see REQUEST_CHANNEL_CAPACITY).
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -286,12 +289,14 @@ fn explain_session(ack: &ConnAck, requested_expiry: u32, reconnect: bool) {
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
 /// subscription is new"), so the SUBSCRIBE after a resumed session's CONNACK, which replaces a
 /// subscription the session still holds, does not replay the retained messages.
+// ANCHOR: subscription
 fn subscription(filter: &str) -> Filter {
     Filter {
         retain_forward_rule: RetainForwardRule::OnNewSubscribe,
         ..Filter::new(filter, QoS::AtLeastOnce)
     }
 }
+// ANCHOR_END: subscription
 
 /// Why the main loop ended.
 enum Stop {

@@ -1,4 +1,5 @@
 //! # qos1-at-least-once — duplicates are normal: ack after processing, make processing idempotent
+//! Read more: docs/src/qos1.md
 //!
 //! **What it shows.** A QoS 1 consumer that
 //! 1. acks each message only after its handler has finished, one message at a time, in the order
@@ -170,6 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: qos1_options
     options
         // Ack after processing, not on receipt: a crash between the two means redelivery.
         .set_manual_acks(true)
@@ -178,6 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_session_expiry_interval(Some(args.session_expiry))
         // Ask for at most IN_FLIGHT unacked messages at once (not every broker keeps to it).
         .set_receive_maximum(Some(IN_FLIGHT));
+    // ANCHOR_END: qos1_options
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (persistent session, expiry {} s)",
@@ -386,6 +389,7 @@ impl Handler {
             }
         }
 
+        // ANCHOR: stale_ack_guard
         // Processed (or known to be): now, and only now, the broker may forget it. But only on the
         // connection that delivered it: on a later one its packet id may name another message.
         // The resumed session resends it; that copy is skipped as a duplicate and acked. (A check
@@ -398,6 +402,7 @@ impl Handler {
                 "not acking {key}: it arrived on an earlier connection; the broker resends it"
             );
         }
+        // ANCHOR_END: stale_ack_guard
         Ok(())
     }
 
@@ -414,6 +419,7 @@ impl Handler {
 
 /// The idempotency key of a message: the first of [`KEY_FIELDS`] present in its JSON payload,
 /// else `sha256=<hex>` of topic and payload (equal bytes on the same topic = the same event).
+// ANCHOR: idempotency_key
 fn idempotency_key(topic: &[u8], payload: &[u8]) -> String {
     if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(payload) {
         for name in KEY_FIELDS {
@@ -435,6 +441,7 @@ fn idempotency_key(topic: &[u8], payload: &[u8]) -> String {
         .collect();
     format!("sha256={hex}")
 }
+// ANCHOR_END: idempotency_key
 
 /// The last `capacity` keys, oldest forgotten first: bounded memory however long the process runs.
 /// Duplicates arrive close together (a redelivery is at most `IN_FLIGHT` messages behind), so a

@@ -1,4 +1,5 @@
 //! # shared-subscription — spread the event stream over several worker processes
+//! Read more: docs/src/shared-subscriptions.md
 //!
 //! **What it shows.** An MQTT v5 *shared subscription*: every worker subscribes to
 //! `$share/<group>/<topic>` instead of `<topic>`, and the broker hands each message to ONE member
@@ -194,11 +195,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| target.credentials.client_id.clone());
     let topic = common::credentials::strip_share_prefix(&target.credentials.topic).to_owned();
+    // ANCHOR: share_filter
     let group = args
         .group
         .clone()
         .unwrap_or_else(|| common::share_group::default_group(&target.credentials.topic, &base_id));
     let filter = format!("$share/{group}/{topic}");
+    // ANCHOR_END: share_filter
 
     let workers = args.workers.unwrap_or(if demo.is_some() { 3 } else { 1 });
     let ids: Vec<String> = (1..=workers)
@@ -300,6 +303,7 @@ async fn run_worker(
         // time, so a backlog stays on the broker rather than in this process. Nothing below
         // depends on it: Mosquitto 2.0.11 overshoots it (after one PUBACK it sent 32 more).
         .set_receive_maximum(Some(WORK_QUEUE as u16));
+    // ANCHOR: share_session
     if session_expiry == 0 {
         options.set_clean_start(true);
     } else {
@@ -308,6 +312,7 @@ async fn run_worker(
             .set_clean_start(false)
             .set_session_expiry_interval(Some(session_expiry));
     }
+    // ANCHOR_END: share_session
     // `ack()` must never wait for room in rumqttc's request channel: the handler would then wait
     // for the polling task and the polling task for the handler, for ever (REQUEST_CHANNEL_CAPACITY).
     let (client, mut eventloop) =

@@ -1,4 +1,5 @@
 //! # tls-connect — the smallest correct Link Labs consumer
+//! Read more: docs/src/tls.md
 //!
 //! **What it shows.** Connecting to the Link Labs MQTT broker the way production code should:
 //! MQTT v5 over TLS on port 8883, the broker's certificate checked against a CA you trust (the
@@ -82,6 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: manual_acks
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event.
@@ -92,6 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // waits on the broker, not in this process (see `persistent-session` for what happens
         // without it, and why acks must never wait: REQUEST_CHANNEL_CAPACITY).
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // ANCHOR_END: manual_acks
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -112,8 +115,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled += 1;
             let topic = String::from_utf8_lossy(&publish.topic);
             printer.show(&format!("message {handled} on {topic}"), &publish.payload);
+            // ANCHOR: ack_after_handling
             // Handled: now, and only now, tell the broker it may forget the message.
             handler_client.ack(&publish).await?;
+            // ANCHOR_END: ack_after_handling
             if count == Some(handled) {
                 break;
             }
