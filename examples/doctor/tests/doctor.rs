@@ -271,3 +271,328 @@ fn session_present(broker: &MosquittoBroker, client_id: &str) -> bool {
         }
     }
 }
+
+/// Every step after `failed` is skipped, and the report ends with the failed step.
+fn expect_stopped_at(stdout: &str, failed: u8) {
+    for n in failed + 1..=10 {
+        expect_step(stdout, n, "–", &["skipped"]);
+    }
+    assert!(
+        stdout.contains(&format!("doctor: ✗ step {failed} ")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_ca_is_diagnosed_at_tls_with_the_chain_and_the_ca_hint() {
+    let fx = Fixture::new();
+    let args = vec![
+        "--creds".into(),
+        path_str(&fx.write(&fx.creds("doctor-wrong-ca"))),
+        "--ca-file".into(),
+        path_str(fx.broker.wrong_ca_path()),
+    ];
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 4, "{transcript}");
+    expect_step(&stdout, 3, "✓", &[]);
+    expect_step(
+        &stdout,
+        4,
+        "✗",
+        &[
+            "certificate not signed by a CA in the CA file",
+            "is not signed by a CA you trust",
+            "--ca-file",
+            "the chain ends at issuer \"CN=linklabs-mqtt-rust test CA",
+            "UnknownIssuer",
+        ],
+    );
+    expect_stopped_at(&stdout, 4);
+}
+
+#[test]
+fn certificate_for_another_host_is_diagnosed_at_tls_with_its_names() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-wrong-name");
+    creds["port"] = json!(fx.broker.wrong_name_tls_port());
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 4, "{transcript}");
+    expect_step(
+        &stdout,
+        4,
+        "✗",
+        &[
+            "certificate not issued for \"localhost\"",
+            "is not issued for \"localhost\"",
+            "the certificate names DNS:wrong-host.invalid",
+        ],
+    );
+    expect_stopped_at(&stdout, 4);
+}
+
+#[test]
+fn expired_certificate_is_diagnosed_at_tls_with_dates_and_clock() {
+    let fx = Fixture::with(BrokerOptions {
+        expired_server_certificate: true,
+        ..BrokerOptions::default()
+    });
+    let (code, stdout, transcript) = run(&fx.args(&fx.creds("doctor-expired")));
+    assert_eq!(code, 4, "{transcript}");
+    expect_step(
+        &stdout,
+        4,
+        "✗",
+        &[
+            "certificate expired or not valid yet",
+            "has expired or is not valid yet",
+            "timedatectl",
+            "expired on 2021-01-01T00:00:00Z",
+            "this machine's clock says",
+        ],
+    );
+    expect_stopped_at(&stdout, 4);
+}
+
+#[test]
+fn plaintext_port_given_as_tls_is_diagnosed_as_not_tls_with_proof() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-plain-port");
+    creds["port"] = json!(fx.broker.plaintext_port());
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 4, "{transcript}");
+    expect_step(
+        &stdout,
+        4,
+        "✗",
+        &[
+            "the port does not speak TLS",
+            "did not answer with TLS",
+            "answered a plaintext MQTT CONNECT",
+        ],
+    );
+    expect_stopped_at(&stdout, 4);
+    // The probe that proves it carried no password.
+    assert!(!transcript.contains(fx.broker.password()));
+}
+
+#[test]
+fn closed_port_is_diagnosed_at_tcp_as_refused() {
+    let fx = Fixture::new();
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut creds = fx.creds("doctor-closed");
+    creds["port"] = json!(closed_port);
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 8, "{transcript}");
+    expect_step(&stdout, 2, "✓", &[]);
+    expect_step(
+        &stdout,
+        3,
+        "✗",
+        &[
+            "refused",
+            "nothing accepts connections",
+            "(connection refused)",
+        ],
+    );
+    expect_stopped_at(&stdout, 3);
+}
+
+#[test]
+fn unresolvable_host_is_diagnosed_at_dns() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-dns");
+    // `.invalid` never resolves (RFC 2606).
+    creds["host"] = json!("doctor-test.invalid");
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 8, "{transcript}");
+    expect_step(&stdout, 1, "✓", &[]);
+    expect_step(
+        &stdout,
+        2,
+        "✗",
+        &[
+            "\"doctor-test.invalid\" does not resolve",
+            "Check the \"host\" field",
+        ],
+    );
+    expect_stopped_at(&stdout, 2);
+}
+
+#[test]
+fn wrong_password_is_diagnosed_at_connect_with_the_reason_code() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-wrong-password");
+    creds["password"] = json!("not-the-password");
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 5, "{transcript}");
+    expect_step(&stdout, 4, "✓", &[]);
+    // Mosquitto answers a wrong password with CONNACK 0x87.
+    expect_step(
+        &stdout,
+        5,
+        "✗",
+        &[
+            "CONNACK 0x87 Not authorized",
+            "refused the connection as not authorized",
+        ],
+    );
+    expect_stopped_at(&stdout, 5);
+    assert!(!transcript.contains("not-the-password"));
+}
+
+#[test]
+fn disabled_credentials_are_diagnosed_at_the_credentials_step() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-disabled");
+    creds["isEnabled"] = json!(false);
+    let (code, stdout, transcript) = run(&fx.args(&creds));
+    assert_eq!(code, 3, "{transcript}");
+    expect_step(
+        &stdout,
+        1,
+        "✗",
+        &[
+            "these credentials are disabled in the Airfinder platform",
+            "Configuration → Subscriptions",
+        ],
+    );
+    expect_stopped_at(&stdout, 1);
+    // Nothing reached the broker.
+    assert!(
+        !fx.broker.log().contains("doctor-disabled"),
+        "{}",
+        fx.broker.log()
+    );
+}
+
+#[test]
+fn topic_denied_by_the_acl_is_granted_then_silent_and_doctor_says_so() {
+    // The user may publish to the events but read only elsewhere: Mosquitto still grants the
+    // SUBSCRIBE (QoS 1) and then delivers nothing. Doctor cannot see the ACL; it sees the silence.
+    let acl = format!(
+        "user {}\ntopic write {FILTER}\ntopic read elsewhere/#\n",
+        MosquittoBroker::acl_user_placeholder()
+    );
+    let fx = Fixture::with(BrokerOptions {
+        acl_file: Some(acl),
+        ..BrokerOptions::default()
+    });
+    let mut args = fx.args(&fx.creds("doctor-acl"));
+    args.extend(["--wait".into(), "3".into()]);
+    let mut process = spawn(&args);
+    assert!(
+        process
+            .wait_for_line(|line| line.contains(" 6. "), WAIT)
+            .is_some(),
+        "{}",
+        process.transcript()
+    );
+    let traffic = Traffic::start(&fx.broker);
+    let status = finish(&mut process);
+    drop(traffic);
+    let stdout = process.stdout();
+    // A ⚠ does not change the exit code: a quiet topic is not an error.
+    assert_eq!(status.code(), Some(0), "{}", process.transcript());
+    expect_step(
+        &stdout,
+        6,
+        "✓",
+        &["granted QoS 1", "does not prove the ACL allows the topic"],
+    );
+    expect_step(
+        &stdout,
+        9,
+        "⚠",
+        &[
+            "nothing arrived on \"airfinder/test-org/events/#\" within 3 s",
+            "grant a SUBSCRIBE outside the user's ACL and then deliver nothing",
+            "subscribeAcl",
+        ],
+    );
+    expect_step(&stdout, 10, "✓", &[]);
+}
+
+#[test]
+fn no_message_within_wait_is_a_warning_not_a_failure() {
+    let fx = Fixture::new();
+    let mut args = fx.args(&fx.creds("doctor-quiet"));
+    args.extend(["--wait".into(), "2".into()]);
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 0, "{transcript}");
+    expect_step(&stdout, 7, "✓", &[]);
+    expect_step(
+        &stdout,
+        9,
+        "⚠",
+        &["nothing arrived", "within 2 s", "longer --wait"],
+    );
+    expect_step(&stdout, 10, "✓", &["session expiry 0"]);
+    assert!(stdout.contains("with 1 warning(s) above"), "{stdout}");
+}
+
+#[test]
+fn takeover_probe_reports_mosquittos_silent_close() {
+    let fx = Fixture::new();
+    let mut args = fx.args(&fx.creds("doctor-takeover"));
+    args.extend(["--wait".into(), "1".into(), "--check-takeover".into()]);
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 0, "{transcript}");
+    // Mosquitto 2.0 closes the old connection without DISCONNECT 0x8E (docs: brokers.md).
+    expect_step(
+        &stdout,
+        8,
+        "✓",
+        &["WITHOUT a DISCONNECT", "closed right after CONNACK"],
+    );
+    assert!(
+        fx.broker
+            .log()
+            .contains("already connected, closing old connection"),
+        "{}",
+        fx.broker.log()
+    );
+    expect_step(&stdout, 10, "✓", &[]);
+}
+
+#[test]
+fn json_report_parses_and_carries_the_same_verdicts_as_the_text() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-json");
+    creds["password"] = json!("not-the-password");
+    let args = fx.args(&creds);
+    let (text_code, text, _) = run(&args);
+    let mut json_args = args.clone();
+    json_args.push("--json".into());
+    let (json_code, json_out, transcript) = run(&json_args);
+    assert_eq!(text_code, 5);
+    assert_eq!(json_code, 5, "{transcript}");
+    let report: Value = serde_json::from_str(&json_out)
+        .unwrap_or_else(|err| panic!("not JSON ({err}):\n{json_out}"));
+    assert_eq!(report["exit_code"], json!(5));
+    let steps = report["steps"].as_array().expect("steps array");
+    assert_eq!(steps.len(), 10, "{json_out}");
+    for (index, step_json) in steps.iter().enumerate() {
+        let n = u8::try_from(index + 1).expect("small");
+        assert_eq!(step_json["step"], json!(n));
+        let mark = match step_json["verdict"].as_str() {
+            Some("pass") => "✓",
+            Some("warn") => "⚠",
+            Some("fail") => "✗",
+            Some("skipped") => "–",
+            other => panic!("verdict {other:?} in {json_out}"),
+        };
+        assert!(
+            step(&text, n).starts_with(mark),
+            "step {n}: JSON says {mark}\ntext:\n{text}\njson:\n{json_out}"
+        );
+    }
+    let connect = &steps[4];
+    assert_eq!(connect["verdict"], json!("fail"));
+    assert_eq!(connect["exit_code"], json!(5));
+    assert_eq!(connect["data"]["reason_code"], json!(0x87));
+    assert_eq!(connect["advice"][0]["id"], json!("failure-not-authorized"));
+    assert!(!json_out.contains("not-the-password"));
+}
