@@ -298,3 +298,45 @@ pub async fn check(
     }
     (report, Some((session, capabilities)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqtt5_protocol::ReasonCode;
+
+    #[test]
+    fn absent_properties_get_the_spec_defaults() {
+        let caps = Capabilities::from_connack(&ConnAckPacket::new(false, ReasonCode::Success));
+        assert_eq!(caps.maximum_qos, 2);
+        assert!(caps.shared_subscriptions);
+        assert!(caps.wildcard_subscriptions);
+        assert_eq!(caps.session_expiry, SESSION_EXPIRY_SECS);
+        assert_eq!(
+            caps.json["receive_maximum"],
+            json!({"value": 65_535, "from_broker": false})
+        );
+        assert_eq!(
+            caps.json["topic_alias_maximum"],
+            json!({"value": 0, "from_broker": false})
+        );
+        assert!(caps.lines.iter().all(|line| line.contains("spec default")));
+    }
+
+    #[test]
+    fn properties_sent_by_the_broker_win() {
+        let connack = ConnAckPacket::new(false, ReasonCode::Success)
+            .with_maximum_qos(1)
+            .with_shared_subscription_available(false)
+            .with_session_expiry_interval(10)
+            .with_receive_maximum(20);
+        let caps = Capabilities::from_connack(&connack);
+        assert_eq!(caps.maximum_qos, 1);
+        assert!(!caps.shared_subscriptions);
+        assert_eq!(caps.session_expiry, 10);
+        assert_eq!(
+            caps.json["receive_maximum"],
+            json!({"value": 20, "from_broker": true})
+        );
+        assert!(caps.lines.contains(&"shared subscriptions: no".to_owned()));
+    }
+}

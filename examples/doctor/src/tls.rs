@@ -280,6 +280,16 @@ pub async fn check(
             for line in chain_lines {
                 report = report.with_detail(line);
             }
+            // A handshake that verified means the clock is inside the validity; say so, since a
+            // wrong clock is what makes certificates look expired elsewhere.
+            if let Some(before) = chain.first().and_then(|leaf| leaf.not_before) {
+                report = report.with_detail(format!(
+                    "this machine's clock says {}: inside the certificate's validity ({} days \
+                     after its start)",
+                    format_unix(now),
+                    (now - before).max(0) / 86_400
+                ));
+            }
             if let Some(days) = days_left {
                 if days < EXPIRY_WARNING_DAYS {
                     report.add_warning(DoctorText::ExpiresSoon { days }.advice());

@@ -596,3 +596,57 @@ fn json_report_parses_and_carries_the_same_verdicts_as_the_text() {
     assert_eq!(connect["advice"][0]["id"], json!("failure-not-authorized"));
     assert!(!json_out.contains("not-the-password"));
 }
+
+#[test]
+fn plaintext_is_refused_at_the_credentials_step_unless_allowed() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-plaintext");
+    creds["port"] = json!(fx.broker.plaintext_port());
+    creds["protocol"] = json!("mqtt");
+    let args = fx.args(&creds);
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 7, "{transcript}");
+    expect_step(&stdout, 1, "✗", &["plaintext", "--insecure-plaintext"]);
+    expect_stopped_at(&stdout, 1);
+
+    // Allowed: everything works, and the TLS step says what is lost.
+    let mut args = args;
+    args.extend(["--insecure-plaintext".into(), "--wait".into(), "1".into()]);
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 0, "{transcript}");
+    expect_step(&stdout, 4, "⚠", &["no TLS", "unencrypted"]);
+    expect_step(&stdout, 5, "✓", &["CONNACK 0x00"]);
+}
+
+#[test]
+fn a_missing_ca_file_is_diagnosed_at_tls() {
+    let fx = Fixture::new();
+    let args = vec![
+        "--creds".into(),
+        path_str(&fx.write(&fx.creds("doctor-no-ca"))),
+        "--ca-file".into(),
+        path_str(&fx.dir.path().join("no-such-ca.pem")),
+    ];
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 4, "{transcript}");
+    expect_step(&stdout, 4, "✗", &["cannot read the CA file", "--ca-file"]);
+}
+
+#[test]
+fn a_world_readable_credentials_file_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let path = fx.write(&fx.creds("doctor-mode"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let args = vec![
+        "--creds".into(),
+        path_str(&path),
+        "--ca-file".into(),
+        path_str(fx.broker.ca_path()),
+        "--wait".into(),
+        "1".into(),
+    ];
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 0, "{transcript}");
+    expect_step(&stdout, 1, "⚠", &["readable by other users", "chmod 600"]);
+}
