@@ -109,15 +109,24 @@ const STEP_NAMES: [&str; 10] = [
     "cleanup",
 ];
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     common::logging::init(&args.connect.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the Tokio runtime: {err}");
+            return ExitCode::from(common::exit::FAILURE);
+        }
+    };
     let mut steps = Steps {
         list: Vec::new(),
         print: !args.json,
     };
-    let report = run(&args, &mut steps).await;
+    let report = runtime.block_on(run(&args, &mut steps));
+    // A DNS lookup that timed out still runs on a blocking thread (getaddrinfo cannot be
+    // cancelled); do not let it hold the report back.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),

@@ -391,15 +391,13 @@ pub async fn check(
                 }
             }
         }
-        FailureKind::NotTls => {
-            if answers_plaintext_mqtt(address, timeout).await {
-                report = report.with_advice(
-                    DoctorText::PlaintextMqttPort {
-                        address: &address.to_string(),
-                    }
-                    .advice(),
-                );
-            }
+        FailureKind::NotTls if answers_plaintext_mqtt(address, timeout).await => {
+            report = report.with_advice(
+                DoctorText::PlaintextMqttPort {
+                    address: &address.to_string(),
+                }
+                .advice(),
+            );
         }
         _ => {}
     }
