@@ -31,10 +31,20 @@ impl Mqtt5Broker {
     /// Starts it with `configure` applied to the base configuration and, if given, an ACL file
     /// (mqtt5 format: `user <name> topic <filter> permission <read|write|readwrite|deny>`).
     fn start(configure: impl FnOnce(BrokerConfig) -> BrokerConfig, acl: Option<String>) -> Self {
+        Mqtt5Broker::start_with(configure, acl, None)
+    }
+
+    /// Like [`Mqtt5Broker::start`], with the server certificate valid only between two dates
+    /// (as days from today; negative = in the past).
+    fn start_with(
+        configure: impl FnOnce(BrokerConfig) -> BrokerConfig,
+        acl: Option<String>,
+        validity_days: Option<(i64, i64)>,
+    ) -> Self {
         // mqtt5 compiles rustls's ring back-end too: name one provider for the process.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Pki::generate();
+        let pki = Pki::generate(validity_days);
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("ca.pem"), &pki.ca).expect("ca");
         std::fs::write(path("server.pem"), &pki.cert).expect("cert");
@@ -144,7 +154,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn generate() -> Pki {
+    fn generate(validity_days: Option<(i64, i64)>) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         let ca_key = KeyPair::generate().expect("key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -155,8 +165,15 @@ impl Pki {
         let ca = ca_params.self_signed(&ca_key).expect("CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("params");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        if let Some((from, to)) = validity_days {
+            let (year, month, day) = date_from_today(from);
+            params.not_before = rcgen::date_time_ymd(year, month, day);
+            let (year, month, day) = date_from_today(to);
+            params.not_after = rcgen::date_time_ymd(year, month, day);
+        }
         let cert = params.signed_by(&key, &issuer).expect("cert");
         Pki {
             ca: ca.pem(),
@@ -164,6 +181,28 @@ impl Pki {
             key: key.serialize_pem(),
         }
     }
+}
+
+/// The UTC date `days` from today as (year, month, day) (H. Hinnant's civil-from-days).
+fn date_from_today(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let z = i64::try_from(now / 86_400).expect("days") + days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        i32::try_from(year).expect("year"),
+        u8::try_from(month).expect("month"),
+        u8::try_from(day).expect("day"),
+    )
 }
 
 /// Argon2id at a low cost: the broker re-hashes on every CONNECT, and the default cost takes
@@ -337,6 +376,39 @@ fn a_refused_shared_subscription_is_a_warning_with_its_reason_code() {
             "granted QoS 1",
             "refused: SUBACK 0x87 Not authorized",
             "`shared-subscription`",
+        ],
+    );
+}
+
+#[test]
+fn a_certificate_expiring_within_14_days_is_a_warning() {
+    let broker = Mqtt5Broker::start_with(|config| config, None, Some((-30, 5)));
+    let (code, stdout) = run(&broker.args("doctor-soon", FILTER, &["--wait", "1"]));
+    assert_eq!(code, 0, "{stdout}");
+    // Midnight to midnight: 4 or 5 whole days left, depending on the time of day.
+    let tls = step(&stdout, 4);
+    assert!(tls.starts_with('⚠'), "{stdout}");
+    assert!(
+        tls.contains("expires in 4 days") || tls.contains("expires in 5 days"),
+        "{stdout}"
+    );
+    assert!(tls.contains("Tell the broker's operator"), "{stdout}");
+}
+
+#[test]
+fn a_certificate_not_valid_yet_points_at_the_clock() {
+    let broker = Mqtt5Broker::start_with(|config| config, None, Some((30, 400)));
+    let (code, stdout) = run(&broker.args("doctor-future", FILTER, &["--wait", "1"]));
+    assert_eq!(code, 4, "{stdout}");
+    expect_step(
+        &stdout,
+        4,
+        "✗",
+        &[
+            "certificate expired or not valid yet",
+            "the certificate only becomes valid on",
+            "the clock is probably behind",
+            "timedatectl",
         ],
     );
 }
