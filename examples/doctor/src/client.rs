@@ -85,11 +85,18 @@ pub async fn connect(
         Err(err) => return (ConnectOutcome::NoConnAck(err), None),
     };
     match incoming {
+        // A 3.1.1 broker answers a v5 CONNECT with a 3.1.1 CONNACK, return code 1 "unacceptable
+        // protocol version" (codes 1–5 exist only in 3.1.1; v5 refusals are 0x80 and up).
+        Incoming {
+            packet_type: 2,
+            body,
+            ..
+        } if body.len() == 2 && (1..=5).contains(&body[1]) => (ConnectOutcome::V311(body[1]), None),
         Incoming {
             packet: Ok(Packet::ConnAck(connack)),
             ..
         } => {
-            if connack.reason_code.is_success() {
+            if u8::from(connack.reason_code) == 0 {
                 let keep_alive = property_u16(&connack.properties, PropertyId::ServerKeepAlive)
                     .unwrap_or(KEEP_ALIVE_SECS);
                 let session = MqttSession {
@@ -104,12 +111,6 @@ pub async fn connect(
                 (ConnectOutcome::ConnAck(connack), None)
             }
         }
-        // A 3.1.1 broker answers a v5 CONNECT with CONNACK "unacceptable protocol version" (1).
-        Incoming {
-            packet_type: 2,
-            body,
-            ..
-        } if body.len() == 2 => (ConnectOutcome::V311(body[1]), None),
         Incoming {
             packet: Ok(Packet::Disconnect(disconnect)),
             ..

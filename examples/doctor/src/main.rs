@@ -2,7 +2,7 @@
 //!
 //! **What it shows.** Every step between your `creds.json` and the first event, checked in order,
 //! one line each with ✓ (works), ⚠ (works, but will bite) or ✗ (broken), the figure it measured,
-//! and for ✓-less lines the cause and the fix in plain words:
+//! and for every ⚠ and ✗ the cause and the fix in plain words:
 //!
 //! 1. credentials file (fields, permissions, `isEnabled`, topic inside `subscribeAcl`, plaintext);
 //! 2. DNS: every IPv4 and IPv6 address, timed;

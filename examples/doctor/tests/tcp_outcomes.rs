@@ -133,6 +133,8 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
         let _ = fs::remove_dir_all(&self.etc_dir);
+        // Only if empty: another user of `ip netns` may keep files there.
+        let _ = fs::remove_dir("/etc/netns");
     }
 }
 
