@@ -650,3 +650,23 @@ fn a_world_readable_credentials_file_is_a_warning() {
     assert_eq!(code, 0, "{transcript}");
     expect_step(&stdout, 1, "⚠", &["readable by other users", "chmod 600"]);
 }
+
+#[test]
+fn a_topic_outside_subscribe_acl_is_a_warning_at_the_credentials_step() {
+    let fx = Fixture::new();
+    let mut creds = fx.creds("doctor-acl-field");
+    creds["subscribeAcl"] = json!("airfinder/other-org/#");
+    let mut args = fx.args(&creds);
+    args.extend(["--wait".into(), "1".into()]);
+    let (code, stdout, transcript) = run(&args);
+    assert_eq!(code, 0, "{transcript}");
+    expect_step(
+        &stdout,
+        1,
+        "⚠",
+        &[
+            "topic NOT inside subscribeAcl",
+            "is not covered by subscribeAcl",
+        ],
+    );
+}
