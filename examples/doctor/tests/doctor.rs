@@ -115,6 +115,16 @@ fn expect_step(stdout: &str, n: u8, mark: &str, needles: &[&str]) {
     }
 }
 
+/// Step 3 connected. Where `localhost` also resolves to ::1 (many Debian images), the harness,
+/// which listens on 127.0.0.1 only, makes that address refuse: then ⚠, never ✗.
+fn expect_tcp_ok(stdout: &str) {
+    let tcp = step(stdout, 3);
+    assert!(
+        tcp.starts_with('✓') || (tcp.starts_with('⚠') && tcp.contains("::1")),
+        "{stdout}"
+    );
+}
+
 /// Publishes one QoS 1 message to [`TOPIC`] every 300 ms until dropped, so doctor's wait for a
 /// first message sees traffic without any timing assumption.
 struct Traffic {
@@ -187,13 +197,8 @@ fn good_credentials_pass_every_step_and_a_message_arrives() {
     let stdout = process.stdout();
     assert_eq!(status.code(), Some(0), "{}", process.transcript());
     expect_step(&stdout, 1, "✓", &["topic inside subscribeAcl"]);
-    expect_step(&stdout, 2, "✓", &["localhost → 127.0.0.1"]);
-    // localhost may also resolve to ::1, where the harness does not listen: then ⚠, never ✗.
-    let tcp = step(&stdout, 3);
-    assert!(
-        tcp.starts_with('✓') || (tcp.starts_with('⚠') && tcp.contains("::1")),
-        "{stdout}"
-    );
+    expect_step(&stdout, 2, "✓", &["localhost → ", "127.0.0.1"]);
+    expect_tcp_ok(&stdout);
     expect_step(
         &stdout,
         4,
@@ -294,7 +299,7 @@ fn unknown_ca_is_diagnosed_at_tls_with_the_chain_and_the_ca_hint() {
     ];
     let (code, stdout, transcript) = run(&args);
     assert_eq!(code, 4, "{transcript}");
-    expect_step(&stdout, 3, "✓", &[]);
+    expect_tcp_ok(&stdout);
     expect_step(
         &stdout,
         4,
@@ -530,7 +535,7 @@ fn no_message_within_wait_is_a_warning_not_a_failure() {
         &["nothing arrived", "within 2 s", "longer --wait"],
     );
     expect_step(&stdout, 10, "✓", &["session expiry 0"]);
-    assert!(stdout.contains("with 1 warning(s) above"), "{stdout}");
+    assert!(stdout.contains("warning(s) above"), "{stdout}");
 }
 
 #[test]
