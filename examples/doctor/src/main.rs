@@ -31,6 +31,9 @@
 //! code: "no message within --wait" is a ⚠, because a quiet topic is not an error — but read it,
 //! since a broker that filters a topic by ACL looks exactly like that.
 //!
+//! Without `--creds`, `MQTT_CREDS` or `./creds.json` it stops at step 1: unlike the examples it
+//! never starts the local demo broker, since there would be nothing of yours to diagnose.
+//!
 //! **It leaves nothing behind.** It connects as `<clientId>-doctor` (unless `--client-id`), so it
 //! cannot kick a running consumer off, uses its own share group, acks what it receives, and ends
 //! its session with session expiry 0.
