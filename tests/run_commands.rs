@@ -130,12 +130,6 @@ fn commands(text: &str) -> Vec<Vec<String>> {
     found
 }
 
-/// Packages being built on another branch while the docs already name them (issue #11's
-/// `doctor`, named by the book). While absent their commands are not checked; once merged they
-/// are checked like any other, so an entry here never hides a broken command for long. Remove it
-/// after the merge.
-const ANNOUNCED_PACKAGES: &[&str] = &["doctor"];
-
 /// Why `cargo run <words>` would not run one program, or `None` when it would.
 fn problem(words: &[String], packages: &BTreeMap<String, Package>) -> Option<String> {
     let value_of = |flags: &[&str]| {
@@ -154,9 +148,6 @@ fn problem(words: &[String], packages: &BTreeMap<String, Package>) -> Option<Str
         .map(|list| list.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     let Some(package) = packages.get(&name) else {
-        if ANNOUNCED_PACKAGES.contains(&name.as_str()) {
-            return None;
-        }
         return Some(format!("there is no package {name}"));
     };
     let bin_name = match value_of(&["--bin"]) {
