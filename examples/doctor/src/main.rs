@@ -1,4 +1,5 @@
 //! # doctor — what is wrong with my connection to the broker?
+//! Read more: docs/src/brokers.md
 //!
 //! **What it shows.** Every step between your `creds.json` and the first event, checked in order,
 //! one line each with ✓ (works), ⚠ (works, but will bite) or ✗ (broken), the figure it measured,
