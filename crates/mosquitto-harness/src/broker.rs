@@ -92,13 +92,13 @@ struct Ports {
 
 /// Everything the broker has printed, shared with the threads that read its pipes.
 #[derive(Debug, Default)]
-struct LogBuffer {
+pub(crate) struct LogBuffer {
     text: Mutex<String>,
     grew: Condvar,
 }
 
 impl LogBuffer {
-    fn append_line(&self, line: &str) {
+    pub(crate) fn append_line(&self, line: &str) {
         let mut text = self
             .text
             .lock()
@@ -110,14 +110,14 @@ impl LogBuffer {
         self.grew.notify_all();
     }
 
-    fn snapshot(&self) -> String {
+    pub(crate) fn snapshot(&self) -> String {
         self.text
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
-    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut text = self
             .text
@@ -555,7 +555,7 @@ impl Drop for MosquittoBroker {
 
 /// Finds `program` on `PATH`, falling back to the sbin directories that a
 /// non-root user's `PATH` often lacks (Debian installs `mosquitto` in /usr/sbin).
-fn find_program(program: &'static str) -> Result<PathBuf, HarnessError> {
+pub(crate) fn find_program(program: &'static str) -> Result<PathBuf, HarnessError> {
     let path_dirs = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -622,18 +622,21 @@ fn create_password_file(
     set_mode(file, 0o644)
 }
 
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {
+pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {
     fs::write(path, contents).context(|| format!("writing {}", path.display()))?;
     set_mode(path, mode)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), HarnessError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), HarnessError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .context(|| format!("setting mode {mode:o} on {}", path.display()))
 }
 
 /// Copies a child's output into the log line by line until the pipe closes.
-fn copy_lines_to_log(pipe: impl Read + Send + 'static, log: Arc<LogBuffer>) -> JoinHandle<()> {
+pub(crate) fn copy_lines_to_log(
+    pipe: impl Read + Send + 'static,
+    log: Arc<LogBuffer>,
+) -> JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -660,7 +663,7 @@ pub(crate) fn send_signal(child: &Child, signal: libc::c_int) {
     }
 }
 
-fn describe_status(status: Option<ExitStatus>) -> String {
+pub(crate) fn describe_status(status: Option<ExitStatus>) -> String {
     status.map_or_else(
         || "exit status unknown".to_string(),
         |status| status.to_string(),

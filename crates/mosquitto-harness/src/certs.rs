@@ -110,3 +110,37 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
     name.push(DnType::OrganizationName, "mosquitto-harness");
     name
 }
+
+/// A throwaway certificate authority that can sign server certificates for any names.
+///
+/// [`MosquittoBroker`](crate::MosquittoBroker) makes its own fixed set of certificates; brokers of
+/// other kinds, and a cluster whose nodes must all be trusted through one CA file, use this.
+pub struct ThrowawayCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for ThrowawayCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThrowawayCa").finish_non_exhaustive()
+    }
+}
+
+impl ThrowawayCa {
+    /// A fresh CA with a new key.
+    pub fn generate() -> Result<ThrowawayCa, rcgen::Error> {
+        Ok(ThrowawayCa {
+            issuer: new_ca("linklabs-mqtt-rust test CA")?,
+        })
+    }
+
+    /// The CA certificate, PEM: what clients trust (`--ca-file`).
+    pub fn ca_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate and its key (both PEM) for `names` (DNS names or IP addresses).
+    pub fn server_pem(&self, names: &[&str]) -> Result<(String, String), rcgen::Error> {
+        let pair = new_server_cert(&self.issuer, names)?;
+        Ok((pair.cert, pair.key))
+    }
+}

@@ -68,15 +68,58 @@ impl MosquittoBroker {
     /// Tests that need their own subscriber (or a wrong port, CA or password)
     /// start from these and change what they need.
     pub fn mqtt_options(&self, client_id: &str) -> Result<MqttOptions, HarnessError> {
-        let tls = tls_client_config(self.ca_path())?;
-        let mut options = MqttOptions::new(client_id, self.host(), self.tls_port());
-        options
-            .set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)))
-            .set_credentials(self.username(), self.password())
-            .set_keep_alive(Duration::from_secs(30))
-            .set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
-        Ok(options)
+        mqtt_options_for(self, client_id)
     }
+}
+
+/// Where and as whom to connect to a test broker of any kind ([`MosquittoBroker`],
+/// [`TestBroker`](crate::TestBroker), one rmqtt node of a cluster), so that one client helper
+/// serves them all.
+pub trait BrokerEndpoint {
+    /// The host name; the server certificate is valid for it.
+    fn host(&self) -> &str;
+    /// The TLS port.
+    fn tls_port(&self) -> u16;
+    /// PEM file of the CA that signed the server certificate.
+    fn ca_path(&self) -> &Path;
+    /// The user the broker accepts.
+    fn username(&self) -> &str;
+    /// Its password.
+    fn password(&self) -> &str;
+}
+
+impl BrokerEndpoint for MosquittoBroker {
+    fn host(&self) -> &str {
+        MosquittoBroker::host(self)
+    }
+    fn tls_port(&self) -> u16 {
+        MosquittoBroker::tls_port(self)
+    }
+    fn ca_path(&self) -> &Path {
+        MosquittoBroker::ca_path(self)
+    }
+    fn username(&self) -> &str {
+        MosquittoBroker::username(self)
+    }
+    fn password(&self) -> &str {
+        MosquittoBroker::password(self)
+    }
+}
+
+/// rumqttc v5 options for any [`BrokerEndpoint`]: its host on the TLS port, trusting its CA, with
+/// its user and password ([`MosquittoBroker::mqtt_options`] for every kind).
+pub fn mqtt_options_for(
+    broker: &(impl BrokerEndpoint + ?Sized),
+    client_id: &str,
+) -> Result<MqttOptions, HarnessError> {
+    let tls = tls_client_config(broker.ca_path())?;
+    let mut options = MqttOptions::new(client_id, broker.host(), broker.tls_port());
+    options
+        .set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)))
+        .set_credentials(broker.username(), broker.password())
+        .set_keep_alive(Duration::from_secs(30))
+        .set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
+    Ok(options)
 }
 
 /// What the event-loop task has seen, shared with the [`Publisher`].
@@ -111,6 +154,14 @@ impl Publisher {
         client_id: &str,
     ) -> Result<Publisher, HarnessError> {
         Publisher::connect_with(broker.mqtt_options(client_id)?).await
+    }
+
+    /// Like [`connect`](Self::connect), to a broker of any kind.
+    pub async fn connect_to(
+        broker: &(impl BrokerEndpoint + ?Sized),
+        client_id: &str,
+    ) -> Result<Publisher, HarnessError> {
+        Publisher::connect_with(mqtt_options_for(broker, client_id)?).await
     }
 
     /// Connects with arbitrary options (e.g. a wrong password or port) and
@@ -303,6 +354,20 @@ pub fn publish_blocking(
     n: u64,
     payload: impl Fn(u64) -> Vec<u8>,
 ) -> Result<(), HarnessError> {
+    publish_blocking_to(broker, topic, n, payload)
+}
+
+/// [`publish_blocking`] to a broker of any kind.
+///
+/// # Panics
+///
+/// When called from inside a tokio runtime.
+pub fn publish_blocking_to(
+    broker: &(impl BrokerEndpoint + ?Sized),
+    topic: &str,
+    n: u64,
+    payload: impl Fn(u64) -> Vec<u8>,
+) -> Result<(), HarnessError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -312,7 +377,7 @@ pub fn publish_blocking(
         Alphanumeric.sample_string(&mut rand::rng(), 8)
     );
     runtime.block_on(async {
-        let mut publisher = Publisher::connect(broker, &client_id).await?;
+        let mut publisher = Publisher::connect_to(broker, &client_id).await?;
         publisher.publish_many(topic, n, payload).await?;
         publisher.disconnect().await
     })

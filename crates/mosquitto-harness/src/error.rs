@@ -80,6 +80,25 @@ pub enum HarnessError {
     /// The MQTT connection failed or misbehaved after CONNACK.
     #[error("MQTT: {0}")]
     Mqtt(String),
+
+    /// The program of another broker kind (e.g. `rmqttd`) is missing. Tests must not pass by
+    /// skipping, so the message says how to install it.
+    #[error("`{program}` was not found on PATH nor in ~/.cargo/bin: {install}")]
+    KindNotInstalled {
+        /// The program that was looked for, e.g. `rmqttd`.
+        program: &'static str,
+        /// How to install it.
+        install: &'static str,
+    },
+
+    /// A broker of another kind (mqtt5 in-process, rmqtt child process) did not start.
+    #[error("the {kind} broker did not start: {detail}")]
+    KindStart {
+        /// Which kind, e.g. `rmqtt`.
+        kind: &'static str,
+        /// What went wrong, with the broker's log where there is one.
+        detail: String,
+    },
 }
 
 /// `expect()` and `unwrap()` print `Debug`, and that is how tests show these

@@ -47,12 +47,18 @@ mod certs;
 mod client;
 mod creds;
 mod error;
+mod kinds;
 mod process;
 
 pub use broker::{BrokerOptions, MosquittoBroker};
-pub use client::{publish_blocking, tls_client_config, Publisher};
-pub use creds::{write_creds_value, TEST_ORGANIZATION_ID};
+pub use certs::ThrowawayCa;
+pub use client::{
+    mqtt_options_for, publish_blocking, publish_blocking_to, tls_client_config, BrokerEndpoint,
+    Publisher,
+};
+pub use creds::{creds_json_for, write_creds_value, TEST_ORGANIZATION_ID};
 pub use error::HarnessError;
+pub use kinds::{BrokerKind, KindOptions, RmqttBroker, RmqttNode, TestBroker};
 pub use process::{example_bin, example_command, ExampleProcess, Stream};
 
 /// The rumqttc version the harness is built with, re-exported so tests build
