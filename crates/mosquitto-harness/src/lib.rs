@@ -49,6 +49,7 @@ mod creds;
 mod error;
 mod kinds;
 mod process;
+mod raw;
 
 pub use broker::{BrokerOptions, MosquittoBroker};
 pub use certs::ThrowawayCa;
@@ -59,6 +60,7 @@ pub use client::{
 pub use creds::{creds_json_for, write_creds_value, TEST_ORGANIZATION_ID};
 pub use error::HarnessError;
 pub use kinds::{BrokerKind, KindOptions, RmqttBroker, RmqttNode, TestBroker};
+pub use raw::{RawConnection, RawEvent};
 pub use process::{example_bin, example_command, ExampleProcess, Stream};
 
 /// The rumqttc version the harness is built with, re-exported so tests build
