@@ -1,0 +1,397 @@
+//! A shared group across a 3-node rmqtt cluster, one node killed mid-stream (issue #13).
+//!
+//! Run by `scripts/cluster-test` (needs root for network namespaces, and `rmqttd`); it is
+//! `#[ignore]`d so that `cargo test` elsewhere does not try it. The topology:
+//!
+//! ```text
+//!   host namespace: bridge 10.N.0.1/24, the test, the publisher (connected to node 1)
+//!   ├── <p>n1  10.N.0.11  rmqttd node 1 ┐
+//!   ├── <p>n2  10.N.0.12  rmqttd node 2 ├ broadcast-mode cluster (gRPC 5363)
+//!   ├── <p>n3  10.N.0.13  rmqttd node 3 ┘
+//!   ├── <p>m1  10.N.0.21  shared-subscription --instance 1 ┐ each resolves `cluster.test`
+//!   ├── <p>m2  10.N.0.22  shared-subscription --instance 2 ├ to all three nodes, in a
+//!   └── <p>m3  10.N.0.23  shared-subscription --instance 3 ┘ rotated order (/etc/netns/…/hosts)
+//! ```
+//!
+//! Member *i* resolves node *i* first, so each member sits on a different node. The publisher
+//! sends 10,000 QoS 1 messages to node 1; after 3,000, node 3 is killed with SIGKILL. The test
+//! counts what the group lost and duplicated, the longest publish stall, and how long member 3
+//! (on the dead node) took to be subscribed again on a live one. It prints the figures (the
+//! book's rmqtt cluster section quotes them) and asserts only what must hold whatever the
+//! timing: nothing published *after* member 3 is back is lost, and member 3 reconnected.
+//!
+//! rumqttc 0.25.1 resolves the host name again on every (re)connect and tries every address in
+//! order (`socket_connect` in its eventloop.rs), so a dead node whose namespace still answers with
+//! RST is skipped at once. Every namespace, process and file is removed by Drop guards.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mosquitto_harness::{
+    creds_json_for, example_bin, BrokerEndpoint, Publisher, RmqttBroker, RmqttNode, ThrowawayCa,
+};
+use scenario_tests::*;
+
+/// The host name every member connects to; `/etc/netns/<ns>/hosts` maps it to every node.
+const CLUSTER_HOST: &str = "cluster.test";
+const MQTT_PORT: u16 = 8883;
+const GRPC_PORT: u16 = 5363;
+const MESSAGES: u64 = 10_000;
+const KILL_AFTER: u64 = 3_000;
+const BATCH: u64 = 100;
+const NODES: u8 = 3;
+
+/// Runs a command, panicking with its output when it fails.
+fn run(args: &[&str]) {
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("{args:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The bridge and every namespace of one test run; Drop deletes them (and their hosts files).
+struct Network {
+    prefix: String,
+    subnet: u8,
+    namespaces: Vec<String>,
+}
+
+impl Network {
+    fn new() -> Network {
+        let pid = std::process::id();
+        let network = Network {
+            prefix: format!("bk{}", pid % 100_000),
+            subnet: 20 + (pid % 200) as u8,
+            namespaces: Vec::new(),
+        };
+        run(&["ip", "link", "add", &network.bridge(), "type", "bridge"]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", network.ip(1)),
+            "dev",
+            &network.bridge(),
+        ]);
+        run(&["ip", "link", "set", &network.bridge(), "up"]);
+        network
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.prefix)
+    }
+
+    fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, host)
+    }
+
+    /// A namespace `<prefix><name>` on the bridge with address `10.213.N.<host>`, and a hosts
+    /// file (bind-mounted over /etc/hosts by `ip netns exec`).
+    fn add(&mut self, name: &str, host: u8, hosts_file: &str) -> String {
+        let ns = format!("{}{name}", self.prefix);
+        run(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        let (outside, inside) = (format!("{ns}o"), format!("{ns}i"));
+        run(&[
+            "ip", "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        run(&["ip", "link", "set", &outside, "master", &self.bridge()]);
+        run(&["ip", "link", "set", &outside, "up"]);
+        run(&["ip", "link", "set", &inside, "netns", &ns]);
+        let exec = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &ns];
+            all.extend_from_slice(args);
+            run(&all);
+        };
+        exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", self.ip(host)),
+            "dev",
+            &inside,
+        ]);
+        exec(&["ip", "link", "set", &inside, "up"]);
+        exec(&["ip", "link", "set", "lo", "up"]);
+        let dir = PathBuf::from("/etc/netns").join(&ns);
+        std::fs::create_dir_all(&dir).expect("/etc/netns/<ns>");
+        std::fs::write(dir.join("hosts"), hosts_file).expect("hosts file");
+        ns
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            // Deleting the namespace deletes its veth pair too.
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(ns));
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .status();
+    }
+}
+
+/// One node as seen by the test publisher, by IP address (its certificate names it).
+struct NodeEndpoint<'a> {
+    ip: String,
+    node: &'a RmqttBroker,
+}
+
+impl BrokerEndpoint for NodeEndpoint<'_> {
+    fn host(&self) -> &str {
+        &self.ip
+    }
+    fn tls_port(&self) -> u16 {
+        MQTT_PORT
+    }
+    fn ca_path(&self) -> &Path {
+        self.node.ca_path()
+    }
+    fn username(&self) -> &str {
+        self.node.username()
+    }
+    fn password(&self) -> &str {
+        self.node.password()
+    }
+}
+
+/// The members' view: the cluster host name.
+struct ClusterEndpoint<'a>(&'a RmqttBroker);
+
+impl BrokerEndpoint for ClusterEndpoint<'_> {
+    fn host(&self) -> &str {
+        CLUSTER_HOST
+    }
+    fn tls_port(&self) -> u16 {
+        MQTT_PORT
+    }
+    fn ca_path(&self) -> &Path {
+        self.0.ca_path()
+    }
+    fn username(&self) -> &str {
+        self.0.username()
+    }
+    fn password(&self) -> &str {
+        self.0.password()
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// How many times a member has printed that it subscribed (once per connection).
+fn subscriptions(member: &ExampleProcess) -> usize {
+    member.count_lines(|line| line.contains("subscribed to $share/fleet-workers/"))
+}
+
+#[test]
+#[ignore = "needs root (network namespaces) and rmqttd; run scripts/cluster-test"]
+fn a_shared_group_survives_a_node_killed_mid_stream() {
+    assert!(
+        is_root(),
+        "this test creates network namespaces and needs root (CI runs as root)"
+    );
+    RmqttBroker::program().unwrap_or_else(|err| panic!("{err}"));
+    let mut network = Network::new();
+    let node_ips: Vec<Ipv4Addr> = (1..=NODES).map(|i| network.ip(10 + i)).collect();
+    let peers: Vec<(u64, Ipv4Addr, u16)> = node_ips
+        .iter()
+        .zip(1..)
+        .map(|(ip, id)| (id, *ip, GRPC_PORT))
+        .collect();
+    let ca = ThrowawayCa::generate().expect("CA");
+    let credentials = (
+        "cluster-user".to_string(),
+        "cluster-password-0123456789".to_string(),
+    );
+
+    // The nodes.
+    let mut nodes = Vec::new();
+    for (i, ip) in node_ips.iter().enumerate() {
+        let ns = network.add(
+            &format!("n{}", i + 1),
+            11 + i as u8,
+            "127.0.0.1 localhost\n",
+        );
+        let node = RmqttNode {
+            id: i as u64 + 1,
+            ip: *ip,
+            tls_port: MQTT_PORT,
+            grpc_port: GRPC_PORT,
+            certificate_names: vec![CLUSTER_HOST.to_string(), ip.to_string()],
+            netns: Some(ns),
+            cluster: peers.clone(),
+            shared_strategy: "round_robin".to_string(),
+            max_queued_messages: 100_000,
+        };
+        let broker = RmqttBroker::start_node(node, &ca, Some((&credentials.0, &credentials.1)))
+            .unwrap_or_else(|err| panic!("node {}: {err}", i + 1));
+        nodes.push(broker);
+    }
+    eprintln!("cluster: {} × {}", nodes.len(), nodes[0].version());
+    // Let the nodes find each other before clients arrive.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The members: member i resolves node i first.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = creds_json_for(&ClusterEndpoint(&nodes[0]), "fleet", FILTER);
+    let creds_path = mosquitto_harness::write_creds_value(dir.path(), &creds);
+    let mut members = Vec::new();
+    for i in 0..NODES as usize {
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for k in 0..NODES as usize {
+            hosts.push_str(&format!(
+                "{} {CLUSTER_HOST}\n",
+                node_ips[(i + k) % NODES as usize]
+            ));
+        }
+        let ns = network.add(&format!("m{}", i + 1), 21 + i as u8, &hosts);
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &ns])
+            .arg(example_bin("shared-subscription"))
+            .args(["--creds", &path_str(&creds_path)])
+            .args(["--ca-file", &path_str(nodes[0].ca_path())])
+            .args(["--instance", &(i + 1).to_string()])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        let member = ExampleProcess::spawn_command(command).expect("spawn a member");
+        expect_line(&member, "subscribed to $share/fleet-workers/");
+        members.push(member);
+    }
+
+    // The publisher, on node 1, in batches; node 3 is killed after KILL_AFTER.
+    let publisher_node = NodeEndpoint {
+        ip: node_ips[0].to_string(),
+        node: &nodes[0],
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let acked = Arc::new(AtomicU64::new(0));
+    let gaps = Arc::new(Mutex::new(Vec::<(u64, Duration)>::new()));
+    let killed_at = {
+        let mut publisher = runtime
+            .block_on(Publisher::connect_to(&publisher_node, "cluster-publisher"))
+            .expect("publisher connects to node 1");
+        let mut killed_at = None;
+        let mut back_at = None;
+        let mut next = 0;
+        while next < MESSAGES {
+            if back_at.is_none() && killed_at.is_some() && subscriptions(&members[2]) >= 2 {
+                back_at = Some(Instant::now());
+            }
+            if next == KILL_AFTER {
+                nodes[2].kill();
+                killed_at = Some(Instant::now());
+                eprintln!("node 3 killed (SIGKILL) after {next} messages");
+            }
+            let started = Instant::now();
+            let first = next;
+            runtime
+                .block_on(publisher.publish_many(TOPIC, BATCH, |i| {
+                    json!({"seq": first + i}).to_string().into_bytes()
+                }))
+                .unwrap_or_else(|err| panic!("publishing batch from {first}: {err}"));
+            next += BATCH;
+            acked.store(next, Ordering::SeqCst);
+            gaps.lock().expect("lock").push((first, started.elapsed()));
+        }
+        let _ = runtime.block_on(publisher.disconnect());
+        // Member 3's return: its second "subscribed to" line.
+        let deadline = Instant::now() + WAIT * 6;
+        while back_at.is_none() && Instant::now() < deadline {
+            if subscriptions(&members[2]) >= 2 {
+                back_at = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (killed_at.expect("the kill happened"), back_at)
+    };
+    let (killed_at, back_at) = killed_at;
+    let reconnected = back_at.is_some();
+    let reconnect_time = back_at.map(|at| at - killed_at).unwrap_or_default();
+    // Let the members drain, then stop them.
+    let wanted = MESSAGES as usize;
+    let deadline = Instant::now() + WAIT * 3;
+    let histogram = |members: &[ExampleProcess]| {
+        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+        for member in members {
+            for seq in seqs(member) {
+                *seen.entry(seq).or_default() += 1;
+            }
+        }
+        seen
+    };
+    while histogram(&members).len() < wanted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for member in &members {
+        member.terminate();
+    }
+    for member in members.iter_mut() {
+        let _ = member.wait_exit(WAIT);
+    }
+    let seen = histogram(&members);
+    let lost: Vec<u64> = (0..MESSAGES).filter(|s| !seen.contains_key(s)).collect();
+    let duplicated = seen.values().filter(|n| **n > 1).count();
+    let split: Vec<usize> = members.iter().map(|m| seqs(m).len()).collect();
+    let (stall_batch, stall) = gaps
+        .lock()
+        .expect("lock")
+        .iter()
+        .copied()
+        .max_by_key(|(_, d)| *d)
+        .expect("batches");
+    let reconnect_line = members[2]
+        .lines()
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| line.contains("connect") || line.contains("subscribed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    println!(
+        "cluster figures: {} nodes ({}), broadcast mode, shared strategy round_robin; \
+         {MESSAGES} QoS 1 published to node 1, node 3 SIGKILLed after {KILL_AFTER}; \
+         lost {} {:?}; duplicated {duplicated}; split {split:?}; longest publish stall {:.1} s \
+         (batch of {BATCH} from seq {stall_batch}); member 3 subscribed again {} after the kill",
+        nodes.len(),
+        nodes[0].version(),
+        lost.len(),
+        &lost[..lost.len().min(20)],
+        stall.as_secs_f64(),
+        if reconnected {
+            format!("{:.1} s", reconnect_time.as_secs_f64())
+        } else {
+            "NEVER".to_string()
+        },
+    );
+    println!("member 3's connection log:\n{reconnect_line}");
+    assert!(
+        reconnected,
+        "member 3 never reconnected to a live node:\n{}",
+        members[2].transcript()
+    );
+    drop(nodes);
+    drop(network);
+}
