@@ -146,12 +146,14 @@ impl Drop for Network {
 }
 
 /// One node as seen by the test publisher, by IP address (its certificate names it).
-struct NodeEndpoint<'a> {
+struct NodeEndpoint {
     ip: String,
-    node: &'a RmqttBroker,
+    ca_path: PathBuf,
+    username: String,
+    password: String,
 }
 
-impl BrokerEndpoint for NodeEndpoint<'_> {
+impl BrokerEndpoint for NodeEndpoint {
     fn host(&self) -> &str {
         &self.ip
     }
@@ -159,13 +161,13 @@ impl BrokerEndpoint for NodeEndpoint<'_> {
         MQTT_PORT
     }
     fn ca_path(&self) -> &Path {
-        self.node.ca_path()
+        &self.ca_path
     }
     fn username(&self) -> &str {
-        self.node.username()
+        &self.username
     }
     fn password(&self) -> &str {
-        self.node.password()
+        &self.password
     }
 }
 
@@ -282,7 +284,9 @@ fn a_shared_group_survives_a_node_killed_mid_stream() {
     // The publisher, on node 1, in batches; node 3 is killed after KILL_AFTER.
     let publisher_node = NodeEndpoint {
         ip: node_ips[0].to_string(),
-        node: &nodes[0],
+        ca_path: nodes[0].ca_path().to_path_buf(),
+        username: credentials.0.clone(),
+        password: credentials.1.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -296,6 +300,7 @@ fn a_shared_group_survives_a_node_killed_mid_stream() {
             .expect("publisher connects to node 1");
         let mut killed_at = None;
         let mut back_at = None;
+        let mut retries = 0u32;
         let mut next = 0;
         while next < MESSAGES {
             if back_at.is_none() && killed_at.is_some() && subscriptions(&members[2]) >= 2 {
@@ -308,11 +313,25 @@ fn a_shared_group_survives_a_node_killed_mid_stream() {
             }
             let started = Instant::now();
             let first = next;
-            runtime
-                .block_on(publisher.publish_many(TOPIC, BATCH, |i| {
+            // A batch whose PUBACKs stall for 30 s (the harness's limit) or whose connection
+            // drops is published again on a new connection: at least once, as a real producer
+            // would. Such retries can show up as duplicates and are counted.
+            loop {
+                let sent = runtime.block_on(publisher.publish_many(TOPIC, BATCH, |i| {
                     json!({"seq": first + i}).to_string().into_bytes()
-                }))
-                .unwrap_or_else(|err| panic!("publishing batch from {first}: {err}"));
+                }));
+                match sent {
+                    Ok(()) => break,
+                    Err(err) => {
+                        retries += 1;
+                        eprintln!("publisher: batch from {first}: {err}; publishing it again");
+                        assert!(retries <= 10, "the publisher keeps failing");
+                        publisher = runtime
+                            .block_on(Publisher::connect_to(&publisher_node, "cluster-publisher"))
+                            .expect("publisher reconnects to node 1");
+                    }
+                }
+            }
             next += BATCH;
             acked.store(next, Ordering::SeqCst);
             gaps.lock().expect("lock").push((first, started.elapsed()));
@@ -326,9 +345,9 @@ fn a_shared_group_survives_a_node_killed_mid_stream() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        (killed_at.expect("the kill happened"), back_at)
+        (killed_at.expect("the kill happened"), back_at, retries)
     };
-    let (killed_at, back_at) = killed_at;
+    let (killed_at, back_at, retries) = killed_at;
     let reconnected = back_at.is_some();
     let reconnect_time = back_at.map(|at| at - killed_at).unwrap_or_default();
     // Let the members drain, then stop them.
@@ -374,7 +393,8 @@ fn a_shared_group_survives_a_node_killed_mid_stream() {
         "cluster figures: {} nodes ({}), broadcast mode, shared strategy round_robin; \
          {MESSAGES} QoS 1 published to node 1, node 3 SIGKILLed after {KILL_AFTER}; \
          lost {} {:?}; duplicated {duplicated}; split {split:?}; longest publish stall {:.1} s \
-         (batch of {BATCH} from seq {stall_batch}); member 3 subscribed again {} after the kill",
+         (batch of {BATCH} from seq {stall_batch}); publisher batches retried {retries}; \
+         member 3 subscribed again {} after the kill",
         nodes.len(),
         nodes[0].version(),
         lost.len(),
