@@ -844,7 +844,7 @@ fn rmqtt_config(node: &RmqttNode, files: &KindFiles) -> String {
     )
 }
 
-/// `rmqtt 0.24.0` from `rmqttd -V` (which prints `<version> rustc/<version>`).
+/// `rmqtt 0.24.0` from `rmqttd -V` (which prints `rmqtt/0.24.0-<build time> rustc/<version>`).
 fn rmqtt_version(program: &Path) -> String {
     let text = Command::new(program)
         .arg("-V")
@@ -859,6 +859,8 @@ fn rmqtt_version(program: &Path) -> String {
             word.trim_start_matches("rmqtt")
                 .trim_start_matches(['/', '-', 'v', ' '])
         })
+        // `0.24.0-20261129090137`: the suffix is the build time, different on every machine.
+        .map(|version| version.split('-').next().unwrap_or(version))
         .filter(|version| !version.is_empty());
     match version {
         Some(version) => format!("rmqtt {version}"),
