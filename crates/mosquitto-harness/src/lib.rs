@@ -60,8 +60,8 @@ pub use client::{
 pub use creds::{creds_json_for, write_creds_value, TEST_ORGANIZATION_ID};
 pub use error::HarnessError;
 pub use kinds::{BrokerKind, KindOptions, RmqttBroker, RmqttNode, TestBroker};
-pub use raw::{RawConnection, RawEvent};
 pub use process::{example_bin, example_command, ExampleProcess, Stream};
+pub use raw::{RawConnection, RawEvent};
 
 /// The rumqttc version the harness is built with, re-exported so tests build
 /// their own clients from [`MosquittoBroker::mqtt_options`] without version skew.
