@@ -493,8 +493,7 @@ fn persistent_session_every_variant_gets_the_backlog_published_while_it_was_down
         let id = client_id("backlog", variant);
         let needle = format!(" {id} 1 {FILTER}");
         let deadline = std::time::Instant::now() + WAIT;
-        while fx.broker.log().matches(&needle).count() < 2 && std::time::Instant::now() < deadline
-        {
+        while fx.broker.log().matches(&needle).count() < 2 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert_eq!(
