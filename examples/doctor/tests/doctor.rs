@@ -554,7 +554,12 @@ fn no_message_within_wait_is_a_warning_not_a_failure() {
         &stdout,
         9,
         "⚠",
-        &["nothing arrived", "within 2 s", "longer --wait"],
+        &[
+            "nothing arrived",
+            "within 2 s",
+            "longer --wait",
+            "see docs/src/troubleshooting.md#doctor-no-message",
+        ],
     );
     expect_step(&stdout, 10, "✓", &["session expiry 0"]);
     assert!(stdout.contains("warning(s) above"), "{stdout}");
@@ -615,6 +620,15 @@ fn json_report_parses_and_carries_the_same_verdicts_as_the_text() {
             step(&text, n).starts_with(mark),
             "step {n}: JSON says {mark}\ntext:\n{text}\njson:\n{json_out}"
         );
+        // Every advice links its troubleshooting entry, in both reports.
+        for advice in step_json["advice"].as_array().into_iter().flatten() {
+            let see = format!(
+                "docs/src/troubleshooting.md#{}",
+                advice["id"].as_str().expect("advice id")
+            );
+            assert_eq!(advice["see"], json!(see), "{json_out}");
+            assert!(step(&text, n).contains(&format!("see {see}")), "{text}");
+        }
     }
     let connect = &steps[4];
     assert_eq!(connect["verdict"], json!("fail"));
