@@ -471,6 +471,40 @@ fn postgres_down_ten_seconds_mid_stream_loses_nothing_and_acks_nothing_meanwhile
 }
 
 #[test]
+fn killed_while_the_database_is_down_loses_nothing_because_nothing_was_acked() {
+    // What "nothing acked while the database is down" buys: the process can die meanwhile and
+    // the broker still has every message that was not stored.
+    let fx = Fixture::new();
+    let mut pg = start_postgres();
+    let args = fx.args("store-pg-killed", &["--database-url", &pg.url()]);
+    let mut first = spawn(&args);
+    expect_line(&first, "subscribed to");
+    fx.publish(0, 100);
+    wait_for_rows(
+        "before the outage",
+        100,
+        || pg_count(&pg, ROWS),
+        || first.transcript(),
+    );
+    pg.stop();
+    fx.publish(100, 300);
+    // It has received (some of) them and cannot store them.
+    expect_line(&first, "is unavailable");
+    first.kill();
+    pg.start_again()
+        .unwrap_or_else(|err| panic!("starting PostgreSQL again: {err}"));
+    let mut second = spawn(&args);
+    wait_for_rows(
+        "after the restart",
+        400,
+        || pg_count(&pg, ROWS),
+        || format!("{}\n{}", first.transcript(), second.transcript()),
+    );
+    stop(&mut second);
+    assert_eq!(pg_count(&pg, DISTINCT_SEQ), 400);
+}
+
+#[test]
 fn poison_payloads_are_stored_raw_and_acked_never_a_crash_loop() {
     let fx = Fixture::new();
     let pg = start_postgres();
