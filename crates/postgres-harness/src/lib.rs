@@ -261,6 +261,32 @@ impl PostgresServer {
         })
     }
 
+    /// Runs statements that return nothing (e.g. `DROP TABLE IF EXISTS events`).
+    pub fn execute(&self, sql: &str) -> Result<(), PgError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io("starting a tokio runtime"))?;
+        let url = self.url();
+        runtime.block_on(async move {
+            let failed = |err: tokio_postgres::Error| PgError::Query(format!("{sql}: {err}"));
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(failed)?;
+            let driver = tokio::spawn(connection);
+            client.batch_execute(sql).await.map_err(failed)?;
+            drop(client);
+            let _ = driver.await;
+            Ok(())
+        })
+    }
+
+    /// The server's version, e.g. `15.14`.
+    pub fn version(&self) -> Result<String, PgError> {
+        let number = self.query_i64("SELECT current_setting('server_version_num')::int")?;
+        Ok(format!("{}.{}", number / 10_000, number % 10_000))
+    }
+
     fn spawn(&mut self) -> Result<(), PgError> {
         let mut command = Command::new(self.bin.join("postgres"));
         command
@@ -432,6 +458,10 @@ mod tests {
     fn starts_answers_stops_and_starts_again() {
         let mut db = PostgresServer::start().unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(db.query_i64("SELECT 41 + 1").unwrap(), 42);
+        db.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)")
+            .unwrap();
+        assert_eq!(db.query_i64("SELECT count(*) FROM t").unwrap(), 2);
+        assert!(db.version().unwrap().starts_with(char::is_numeric));
         db.stop();
         assert!(db.query_i64("SELECT 1").is_err());
         db.start_again().unwrap_or_else(|err| panic!("{err}"));
