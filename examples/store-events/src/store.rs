@@ -70,7 +70,8 @@ pub struct DatabaseDown {
 /// Where the events go.
 pub enum Store {
     Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+    /// Boxed: it holds the connection settings and the prepared statement (~0.5 KB).
+    Postgres(Box<PostgresStore>),
 }
 
 impl Store {
@@ -82,7 +83,7 @@ impl Store {
 
     /// PostgreSQL: connected lazily by [`Store::ready`], so an outage at start is retried too.
     pub fn postgres(config: tokio_postgres::Config) -> Store {
-        Store::Postgres(PostgresStore::new(config))
+        Store::Postgres(Box::new(PostgresStore::new(config)))
     }
 
     /// `SQLite file events.db` or `PostgreSQL 127.0.0.1:5432/db` (never the password).
