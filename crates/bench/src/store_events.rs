@@ -109,84 +109,81 @@ pub fn run(
     };
     report.postgres_version = postgres.version().unwrap_or_else(|_| "?".to_owned());
 
+    // Rounds interleave every configuration and the baseline, so a change in the machine's
+    // load (other work on 2 cores) hits all of them alike; each reports its median round.
+    let configs: Vec<(Backend, u16)> = [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .flat_map(|backend| BATCH_SIZES.map(|batch| (backend, batch)))
+        .collect();
+    let mut results: Vec<Result<Vec<(f64, f64)>, String>> = vec![Ok(Vec::new()); configs.len()];
+    let tls_connect = variants
+        .iter()
+        .find(|v| v.name == "tls-connect")
+        .and_then(|variant| Some((variant, ctx.locate(variant)?)));
+    let mut baseline: Result<Vec<f64>, String> = match &tls_connect {
+        Some(_) => Ok(Vec::new()),
+        None => Err("tls-connect not built".to_owned()),
+    };
     let mut next_id = 0;
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        for batch in BATCH_SIZES {
-            let n = messages(quick, batch);
-            let mut runs = Vec::new();
-            let mut failure = None;
-            for _ in 0..rounds {
-                next_id += 1;
-                let client_id = format!("bench-store-{next_id}");
-                match one_run(
-                    ctx, &broker, &postgres, &program, backend, batch, n, &client_id,
-                ) {
-                    Ok(run) => runs.push(run),
-                    Err(err) => {
-                        failure = Some(format!("{err:#}"));
-                        break;
-                    }
+    for round in 0..rounds {
+        eprintln!("  round {}", round + 1);
+        // The baseline: tls-connect (nothing printed per message with --stats), same burst.
+        if let (Some((variant, program)), Ok(rates)) = (&tls_connect, &mut baseline) {
+            let n = messages(quick, 100);
+            match phases::consumer_run(ctx, &broker, variant, program, Traffic::Burst(n)) {
+                Ok(run) => {
+                    eprintln!("    tls-connect --stats: {:>7.0} msg/s", run.figures.rate);
+                    rates.push(run.figures.rate);
                 }
+                Err(err) => baseline = Err(format!("{err:#}")),
             }
-            let name = format!(
+        }
+        for (index, (backend, batch)) in configs.iter().copied().enumerate() {
+            let Ok(runs) = &mut results[index] else {
+                continue; // failed in an earlier round: reported once
+            };
+            next_id += 1;
+            let client_id = format!("bench-store-{next_id}");
+            let n = messages(quick, batch);
+            match one_run(
+                ctx, &broker, &postgres, &program, backend, batch, n, &client_id,
+            ) {
+                Ok(run) => {
+                    eprintln!(
+                        "    {:<10} batch {batch:>3}: {:>7.0} rows/s  CPU {:>4.0} µs/row",
+                        backend.label(),
+                        run.0,
+                        run.1
+                    );
+                    runs.push(run);
+                }
+                Err(err) => results[index] = Err(format!("{err:#}")),
+            }
+        }
+    }
+    for ((backend, batch), result) in configs.into_iter().zip(results) {
+        let n = messages(quick, batch);
+        let result = result.map(|runs| {
+            let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
+            rates.sort_by(f64::total_cmp);
+            let cpu = median(&runs.iter().map(|r| r.1).collect::<Vec<f64>>());
+            StoreRun {
+                rate: median(&rates),
+                rates,
+                cpu_us_per_row: cpu,
+            }
+        });
+        check(
+            checks,
+            format!(
                 "store-events {} batch {batch}: {n} messages → {n} rows",
                 backend.label()
-            );
-            let result = match failure {
-                Some(err) => Err(err),
-                None => {
-                    let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
-                    rates.sort_by(f64::total_cmp);
-                    let cpu = median(&runs.iter().map(|r| r.1).collect::<Vec<f64>>());
-                    Ok(StoreRun {
-                        rate: median(&rates),
-                        rates,
-
-                        cpu_us_per_row: cpu,
-                    })
-                }
-            };
-            if let Ok(run) = &result {
-                eprintln!(
-                    "    {:<10} batch {batch:>3}: {:>7.0} rows/s  CPU {:>4.0} µs/row",
-                    backend.label(),
-                    run.rate,
-                    run.cpu_us_per_row
-                );
-            }
-            check(
-                checks,
-                name,
-                result.as_ref().map(|_| ()).map_err(Clone::clone),
-            );
-            report.runs.push((backend, batch, result));
-        }
+            ),
+            result.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        report.runs.push((backend, batch, result));
     }
-
-    // The baseline: tls-connect (prints nothing per message with --stats) on the same burst.
-    let baseline = variants.iter().find(|v| v.name == "tls-connect");
-    if let Some(variant) = baseline {
-        let n = messages(quick, 100);
-        let mut rates = Vec::new();
-        let mut failure = None;
-        if let Some(program) = ctx.locate(variant) {
-            for _ in 0..rounds {
-                match phases::consumer_run(ctx, &broker, variant, &program, Traffic::Burst(n)) {
-                    Ok(run) => rates.push(run.figures.rate),
-                    Err(err) => {
-                        failure = Some(format!("{err:#}"));
-                        break;
-                    }
-                }
-            }
-        } else {
-            failure = Some("tls-connect not built".to_owned());
-        }
-        report.baseline = Some(match failure {
-            Some(err) => Err(err),
-            None => Ok(median(&rates)),
-        });
-    }
+    report.baseline = Some(baseline.map(|rates| median(&rates)));
     report
 }
 
