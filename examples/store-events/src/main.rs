@@ -76,7 +76,12 @@ struct Args {
     connect: ConnectArgs,
 
     /// SQLite database file (created with its schema on first run).
-    #[arg(long, value_name = "PATH", default_value = "events.db")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "events.db",
+        conflicts_with = "database_url"
+    )]
     database: PathBuf,
 
     /// PostgreSQL instead of SQLite, e.g. postgres://user:password@host:5432/dbname.
