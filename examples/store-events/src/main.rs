@@ -12,7 +12,7 @@
 //!    QoS 1 (at least once) + an idempotent write = effectively once.
 //! 3. *Back-pressure*: while the database is slow or down, the batch is retried and nothing is
 //!    acked; the bounded queue fills, we stop reading, and the broker holds the rest (our
-//!    Receive Maximum). Down longer than `--give-up-after` seconds: exit 9 naming the database.
+//!    Receive Maximum). Down longer than `--give-up-after` s (or unusable): exit 9, naming it.
 //! 4. *Poison messages*: a payload that is not JSON is stored raw (`raw_payload`) and acked.
 //!
 //! **Schema** (`migrations/`, applied on first run): `events(event_key PRIMARY KEY, topic,
@@ -61,9 +61,10 @@ use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::EventRow;
-use crate::store::{BatchOutcome, DatabaseDown, Store};
+use crate::store::{BatchOutcome, DatabaseDown, DatabaseUnusable, Store};
 
-/// Exit code when the database stays unavailable longer than `--give-up-after`.
+/// Exit code when the database stays unavailable longer than `--give-up-after`, or the SQLite
+/// file cannot be used.
 const DATABASE_EXIT: u8 = 9;
 /// Exit code of the `--crash-…` test aids.
 pub const SIMULATED_CRASH_EXIT: i32 = 99;
@@ -140,7 +141,11 @@ async fn main() -> ExitCode {
     common::logging::init(&args.connect.log);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.chain().any(|cause| cause.is::<DatabaseDown>()) => {
+        Err(err)
+            if err
+                .chain()
+                .any(|cause| cause.is::<DatabaseDown>() || cause.is::<DatabaseUnusable>()) =>
+        {
             eprintln!("error: {err:#}");
             ExitCode::from(DATABASE_EXIT)
         }

@@ -67,6 +67,18 @@ pub struct DatabaseDown {
     pub last_error: String,
 }
 
+/// The SQLite file cannot be opened, set up or migrated (a missing folder, no permission, not a
+/// SQLite file). Exit code 9, like [`DatabaseDown`]: waiting does not fix it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot use the {database} (--database): {reason}. Check that its folder exists and is \
+     writable, and that the file is a SQLite database (or pass another --database)."
+)]
+pub struct DatabaseUnusable {
+    pub database: String,
+    pub reason: String,
+}
+
 /// Where the events go.
 pub enum Store {
     Sqlite(SqliteStore),
@@ -77,8 +89,14 @@ pub enum Store {
 impl Store {
     /// SQLite at `path`: opened and migrated now (a file that cannot be opened is an error at
     /// once; it does not come back by waiting).
-    pub fn sqlite(path: PathBuf) -> anyhow::Result<Store> {
-        SqliteStore::open(path).map(Store::Sqlite)
+    pub fn sqlite(path: PathBuf) -> Result<Store, DatabaseUnusable> {
+        let database = format!("SQLite file {}", path.display());
+        SqliteStore::open(path)
+            .map(Store::Sqlite)
+            .map_err(|err| DatabaseUnusable {
+                database,
+                reason: format!("{err:#}"),
+            })
     }
 
     /// PostgreSQL: connected lazily by [`Store::ready`], so an outage at start is retried too.
@@ -140,8 +158,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     fn open(path: PathBuf) -> anyhow::Result<SqliteStore> {
         let name = format!("SQLite file {}", path.display());
-        let mut connection = rusqlite::Connection::open(&path)
-            .with_context(|| format!("opening the {name} (--database)"))?;
+        let mut connection = rusqlite::Connection::open(&path).context("opening it")?;
         // WAL: readers (your queries) do not block the writer. synchronous=FULL: COMMIT returns
         // only when the transaction is on disk, so an ack after it survives a power cut too.
         // busy_timeout: wait for another writer (a query tool) instead of failing at once.
@@ -150,11 +167,12 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                  PRAGMA busy_timeout = 5000;",
             )
-            .with_context(|| format!("setting up the {name}"))?;
+            .context("setting it up")?;
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .with_context(|| format!("migrating the {name}"))?;
-        tx.execute_batch(MIGRATIONS_TABLE)?;
+            .context("migrating its schema")?;
+        tx.execute_batch(MIGRATIONS_TABLE)
+            .context("migrating its schema")?;
         for (version, sql) in SQLITE_MIGRATIONS {
             let applied: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM store_events_migrations WHERE version = ?1)",
@@ -164,7 +182,7 @@ impl SqliteStore {
             if !applied {
                 tracing::info!("{name}: applying schema migration {version}");
                 tx.execute_batch(sql)
-                    .with_context(|| format!("applying migration {version} to the {name}"))?;
+                    .with_context(|| format!("applying migration {version}"))?;
                 tx.execute(
                     "INSERT INTO store_events_migrations (version, applied_at) \
                      VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
@@ -172,8 +190,7 @@ impl SqliteStore {
                 )?;
             }
         }
-        tx.commit()
-            .with_context(|| format!("migrating the {name}"))?;
+        tx.commit().context("migrating its schema")?;
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
             name,

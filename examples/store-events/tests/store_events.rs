@@ -600,3 +600,20 @@ fn without_credentials_the_demo_broker_fills_events_db() {
     );
     assert_eq!(sqlite_count(&cwd.path().join("events.db"), ROWS), 3);
 }
+
+#[test]
+fn an_unusable_sqlite_file_is_exit_9_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-folder").join("events.db");
+    let mut command = mosquitto_harness::example_command(BIN);
+    command.current_dir(dir.path()).arg("--database").arg(&path);
+    let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
+    let status = expect_exit(&mut sub);
+    assert_eq!(status.code(), Some(9), "{}", sub.transcript());
+    assert!(
+        sub.stderr()
+            .contains(&format!("cannot use the SQLite file {}", path.display())),
+        "{}",
+        sub.transcript()
+    );
+}
