@@ -1364,6 +1364,41 @@ catalogue! {
         see_it: "",
     },
 
+    // ---------------------------------------------------------------- store-events (exit 9)
+    /// The database stayed unavailable longer than `--give-up-after`.
+    DatabaseDown => Entry {
+        id: "database-down",
+        section: Section::Other,
+        prints: &["the database (…) has been unavailable for … s (--give-up-after): …"],
+        means: "store-events could not write to its database for longer than `--give-up-after` \
+                seconds. It acked nothing it had not stored, so the broker still holds those \
+                messages in this client's session.",
+        causes: &[
+            "PostgreSQL stopped, restarting or unreachable",
+            "wrong host, port, user or password in `--database-url`",
+            "the SQLite file's disk is full",
+        ],
+        fix: "Bring the database back (or fix `--database-url`), then start store-events again with \
+              the same client id: the broker sends what was not stored.",
+        exit_code: Some(9),
+        then: Then::Stops,
+        printed_by: "store-events",
+        see_it: "`examples/store-events/tests/store_events.rs`: `a_database_down_longer_than_the_limit_is_exit_9_naming_it`",
+    },
+    /// The SQLite file cannot be opened, set up or migrated.
+    DatabaseUnusable => Entry {
+        id: "database-unusable",
+        section: Section::Other,
+        prints: &["cannot use the … (--database): …"],
+        means: "store-events cannot open, create or migrate its SQLite file; waiting does not fix it.",
+        causes: &["the folder does not exist or is not writable", "the file is not a SQLite database"],
+        fix: "Create the folder or fix its permissions, or pass another `--database`.",
+        exit_code: Some(9),
+        then: Then::Stops,
+        printed_by: "store-events",
+        see_it: "`examples/store-events/tests/store_events.rs`: `an_unusable_sqlite_file_is_exit_9_naming_it`",
+    },
+
     // ---------------------------------------------------------------- other
     /// Bad command line.
     Usage => Entry {
@@ -1447,7 +1482,8 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (13, "fetch-creds: nothing to fetch"),
     (14, "fetch-creds: a choice is needed"),
     (15, "fetch-creds: the output file exists"),
-    (99, "qos1-at-least-once `--crash-after`: a simulated crash (test aid)"),
+    (9, "store-events: the database was unavailable longer than `--give-up-after`, or the SQLite file cannot be used"),
+    (99, "qos1-at-least-once `--crash-after`, store-events `--crash-before-commit` / `--crash-after-commit`: a simulated crash (test aid)"),
 ];
 
 /// The catalogue key of a connection failure category.
