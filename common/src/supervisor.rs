@@ -53,7 +53,7 @@ pub struct ConnectionSupervisor {
 }
 
 impl ConnectionSupervisor {
-    /// A supervisor with the default backoff (100 ms doubling to 30 s, jittered).
+    /// A supervisor with the default backoff (100 ms doubling to 10 s, jittered).
     pub fn new(target: &BrokerTarget) -> Self {
         ConnectionSupervisor::with_backoff(target, Backoff::default())
     }
@@ -91,6 +91,32 @@ impl ConnectionSupervisor {
     /// Call on every error from `poll()`; act on the answer.
     pub fn failed(&mut self, err: &rumqttc::v5::ConnectionError) -> NextStep {
         let failure = ConnectFailure::from_rumqttc(err, &self.target);
+        self.decide(failure)
+    }
+
+    /// Call when the example's idle watchdog fired: nothing arrived from the broker for
+    /// `silent_for` (1.5 × keep-alive) although the broker owes us at least a PINGRESP per
+    /// keep-alive. The link is dead without a FIN or RST (a pulled cable, a NAT that forgot us,
+    /// a broker host that froze); TCP would take minutes to notice and rumqttc about 2 ×
+    /// keep-alive. Treated like a lost connection: retry with backoff.
+    pub fn link_silent(&mut self, silent_for: Duration) -> NextStep {
+        // A timeout, not `ConnectionLost`: the broker did not close anything, so this must never
+        // count towards the client-id clash detector (which counts closes by the broker).
+        let mut failure = ConnectFailure::new(
+            FailureKind::Timeout,
+            &self.target,
+            format!(
+                "idle watchdog: no packet for {:.0} s (1.5 × keep-alive)",
+                silent_for.as_secs_f64()
+            ),
+        );
+        failure.message = format!(
+            "the connection to {} went silent: nothing from the broker for {:.0} s, although it \
+             answers our PINGREQ every keep-alive. The network path is broken without a FIN or \
+             RST (a pulled cable, a NAT or firewall that forgot us, a frozen host); dropping it.",
+            self.target.address(),
+            silent_for.as_secs_f64()
+        );
         self.decide(failure)
     }
 
@@ -278,6 +304,20 @@ mod tests {
             other => panic!("expected to give up at the first 0x8E, got {other:?}"),
         }
         assert!(supervisor.takeover_suspected_at().is_some());
+    }
+
+    #[test]
+    fn a_silent_link_is_retried_and_never_read_as_a_clash() {
+        let mut supervisor = ConnectionSupervisor::new(&target());
+        for _ in 0..5 {
+            supervisor.connected();
+            match supervisor.link_silent(Duration::from_secs(45)) {
+                NextStep::RetryAfter(delay) => {
+                    assert!(delay <= crate::backoff::MAX_DELAY, "{delay:?}")
+                }
+                other => panic!("a dead link must be retried, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -86,6 +86,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let host = match &netns_ok {
         Ok(()) => {
             netns::remove_stale();
+            netns::clean_up_on_signal();
             Some(BrokerHost::create().context("creating the broker's network namespace")?)
         }
         Err(why) => {

@@ -69,6 +69,22 @@ pub fn remove_stale() {
     }
 }
 
+/// On Ctrl-C or SIGTERM the guards cannot run (the process ends at once), so this handler
+/// deletes this process's namespace and link by name and exits. The children (broker and
+/// consumers) are in our process group and get the terminal's SIGINT too.
+pub fn clean_up_on_signal() {
+    let result = ctrlc::set_handler(|| {
+        let pid = std::process::id();
+        let _ = ip(&["netns", "del", &format!("{PREFIX}{pid}")]);
+        let _ = ip(&["link", "del", &format!("lfh{pid}")]);
+        eprintln!("faults: interrupted; namespace and link deleted");
+        std::process::exit(130);
+    });
+    if let Err(err) = result {
+        eprintln!("faults: cannot install the Ctrl-C handler ({err}); an interrupted run leaves its namespace for the next run to delete");
+    }
+}
+
 /// The broker's host: a namespace with one end of a veth pair, addressed
 /// `broker_addr`/24; the other end stays in our namespace as `host_addr`/24.
 pub struct BrokerHost {
