@@ -174,6 +174,13 @@ pub fn silent_link(lab: &Lab<'_>, broker: &MosquittoBroker) -> anyhow::Result<Ve
     }
     let half = n / 2;
     site.publish(topic, 0..half)?;
+    {
+        let all: Vec<&Consumer> = consumers.iter().map(|(c, _)| c).collect();
+        traffic::wait_delivered(&all, &(0..half), lab.plan.settle, Duration::from_secs(60));
+    }
+    // A link fails at a random moment, not right after a packet: let the consumers idle a
+    // little, so "detection" is measured from the failure, as a customer would see it.
+    std::thread::sleep(Duration::from_secs(2));
     let outage = lab.plan.outage;
     let (detections, recoveries) = std::thread::scope(|scope| -> anyhow::Result<_> {
         let connacks: Vec<usize> = consumers.iter().map(|(c, _)| c.connacks()).collect();
@@ -751,13 +758,23 @@ pub fn bad_input(lab: &Lab<'_>, broker: &MosquittoBroker) -> anyhow::Result<Vec<
         .last()
         .map(|l| format!("; consumer: \"{}\"", clip(&l, 160)))
         .unwrap_or_default();
+    let peak = consumer
+        .peak_rss_mib()
+        .map_or_else(|| "unknown".to_owned(), |mib| format!("{mib:.1} MiB"));
     let mut r = row("bad input", &consumer, &(0..n), false);
     r.note = format!(
         "1 MiB PUBLISH (consumer max packet 256 KiB): publisher got {oversized}; non-UTF-8 \
-         topic: publisher got {bad_topic}; broker log: {}; consumer reconnects: {consumer_drops}{consumer_said}",
-        if broker_said.is_empty() { "nothing".to_owned() } else { clip(&broker_said.join(" | "), 300) },
+         topic: publisher got {bad_topic}; broker log: {}; consumer reconnects: \
+         {consumer_drops}{consumer_said}; consumer peak RSS {peak}",
+        if broker_said.is_empty() {
+            "nothing".to_owned()
+        } else {
+            clip(&broker_said.join(" | "), 300)
+        },
     );
-    if consumer.panicked() {
+    if !consumer.panicked() {
+        r.note.push_str("; no panic");
+    } else {
         r.note.push_str("; CONSUMER PANICKED");
         r.loss_expected = false;
         r.tally.lost = r.tally.lost.max(1);

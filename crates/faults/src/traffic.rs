@@ -226,6 +226,15 @@ impl Consumer {
             .collect()
     }
 
+    /// Peak resident memory of the current run (VmHWM), in MiB, while it runs.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.runs.last()?.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
     /// Whether any run printed a panic.
     pub fn panicked(&self) -> bool {
         !self.lines_with("panicked at").is_empty()
