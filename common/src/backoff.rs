@@ -63,6 +63,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt, then advances the step.
+    // ANCHOR: next_delay
     pub fn next_delay(&mut self) -> Duration {
         let step = self.current;
         self.current = (self.current * 2).min(self.max);
@@ -71,6 +72,7 @@ impl Backoff {
         let jittered = rand::rng().random_range(millis / 2..=millis.max(1));
         Duration::from_millis(jittered)
     }
+    // ANCHOR_END: next_delay
 
     /// How many delays were handed out since the last reset (the retry number).
     pub fn attempt(&self) -> u32 {

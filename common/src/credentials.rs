@@ -57,6 +57,7 @@ impl fmt::Display for Password {
 /// informational and kept so tools (like `fetch-creds`) can show it. Unknown fields are ignored on
 /// purpose: Link Labs may add fields, and an example should not break when they do.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// ANCHOR: credentials_struct
 pub struct Credentials {
     /// Broker host name, for example `mqtt.airfinder.com`. Also the name the TLS certificate must match.
     pub host: String,
@@ -87,6 +88,7 @@ pub struct Credentials {
     /// Scope of the subscription, for example `organization` or `site`.
     pub subscription_type: Option<String>,
 }
+// ANCHOR_END: credentials_struct
 
 /// Where a credentials object came from, so every error can point at it.
 ///

@@ -35,7 +35,16 @@ pub const NETWORK: u8 = 8;
 pub fn report(err: &anyhow::Error) -> ExitCode {
     // `{:#}` prints anyhow's context chain on one line: "loading creds: <paragraph>".
     eprintln!("error: {err:#}");
+    if let Some(key) = crate::catalogue::key_for_error(err) {
+        eprintln!("{}", help_line(key));
+    }
     ExitCode::from(code_for(err))
+}
+
+/// `help: …`: where this failure is explained at length, by its troubleshooting entry.
+pub fn help_line(key: crate::catalogue::Key) -> String {
+    let id = key.entry().id;
+    format!("help: troubleshooting entry `{id}` in the book: docs/src/troubleshooting.md#{id}")
 }
 
 /// The exit code for an error, by the first typed cause found in its chain.

@@ -8,6 +8,8 @@
 //! - [`tls`]: whom to trust as the broker ([`TlsRoots`]), for rustls, native-tls and Paho;
 //! - [`cli`]: the flags every example shares ([`ConnectArgs`]) and the resolved [`BrokerTarget`];
 //! - [`failure`]: connection errors translated into plain words, fatal or worth a retry;
+//! - [`catalogue`]: every failure a binary reports, with its fix: the source of the book's
+//!   troubleshooting page;
 //! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
 //! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
 //! - [`rumqttc_sync`]: the same DISCONNECT for rumqttc's blocking `Client`;
@@ -20,6 +22,7 @@
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
+pub mod catalogue;
 pub mod cli;
 pub mod credentials;
 pub mod exit;

@@ -136,6 +136,7 @@ impl ConnectionSupervisor {
             self.takeover_suspected_at.get_or_insert_with(Instant::now);
             return NextStep::GiveUp(failure);
         }
+        // ANCHOR: retry_or_stop
         let fatal_always = matches!(
             failure.kind,
             FailureKind::UnknownIssuer
@@ -154,6 +155,7 @@ impl ConnectionSupervisor {
         if fatal_always || (fatal_at_start && !self.ever_connected) {
             return NextStep::GiveUp(failure);
         }
+        // ANCHOR_END: retry_or_stop
 
         // Did the broker end the connection (as it does on a takeover), or did something else?
         let broker_closed = matches!(
@@ -164,6 +166,7 @@ impl ConnectionSupervisor {
             // Anything else right after CONNACK (a packet too large, "server shutting down") is
             // neither a sign of a clash nor proof against one: it does not change the count.
             Some(lived) if lived < QUICK_DROP && !broker_closed => {}
+            // ANCHOR: takeover_rule
             Some(lived) if lived < QUICK_DROP => {
                 if self.quick_drops == 0 {
                     // The drop, not our CONNACK: that is when the other client connected.
@@ -183,6 +186,7 @@ impl ConnectionSupervisor {
                     ));
                 }
             }
+            // ANCHOR_END: takeover_rule
             Some(_) => {
                 // A connection that lasted a while and then dropped: an ordinary outage.
                 self.quick_drops = 0;

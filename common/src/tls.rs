@@ -100,6 +100,7 @@ impl TlsRoots {
     }
 
     /// The roots as a rustls store.
+    // ANCHOR: root_store
     pub fn rustls_root_store(&self) -> Result<RootCertStore, TlsError> {
         let mut store = RootCertStore::empty();
         match self {
@@ -125,6 +126,7 @@ impl TlsRoots {
         }
         Ok(store)
     }
+    // ANCHOR_END: root_store
 
     /// A rustls client configuration that verifies the broker's chain and host name.
     ///
@@ -188,8 +190,10 @@ impl TlsRoots {
     /// store is set).
     #[cfg(feature = "paho")]
     pub fn paho_ssl_options(&self) -> Result<paho_mqtt::SslOptions, TlsError> {
+        // ANCHOR: paho_verify
         let mut builder = paho_mqtt::SslOptionsBuilder::new();
         builder.enable_server_cert_auth(true).verify(true);
+        // ANCHOR_END: paho_verify
         if let TlsRoots::CaFile(path) = self {
             // Fail here with our message rather than later with Paho's "TCP/TLS connect failure".
             Self::read_ca_file(path)?;

@@ -483,9 +483,11 @@ pub enum TargetError {
 pub async fn target_or_demo(
     args: &common::cli::ConnectArgs,
 ) -> Result<(common::cli::BrokerTarget, Option<DemoBroker>), TargetError> {
+    // ANCHOR: real_credentials
     if let Some(file) = args.locate_credentials()? {
         return Ok((args.target(file)?, None));
     }
+    // ANCHOR_END: real_credentials
     let demo = DemoBroker::start(DemoOptions::default()).await?;
     eprintln!("{}", demo.banner());
     let file = common::credentials::CredentialsFile::load(demo.creds_path(), "the demo broker")?;

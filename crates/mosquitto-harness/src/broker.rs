@@ -30,6 +30,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long `Drop` waits after SIGTERM before SIGKILL: tests must not stall on teardown.
 const DROP_GRACE: Duration = Duration::from_secs(2);
 
+/// Replaced by the generated user name in [`BrokerOptions::acl_file`].
+const ACL_USER_PLACEHOLDER: &str = "{username}";
+
 /// What kind of broker a test needs.
 ///
 /// Tests build it with struct-update syntax so that new fields do not break them:
@@ -66,6 +69,13 @@ pub struct BrokerOptions {
     pub listen_address: Option<IpAddr>,
     /// More host names or IP addresses for the server certificate's SANs.
     pub extra_sans: Vec<String>,
+    /// Contents of a Mosquitto `acl_file` (e.g. `"user harness-x\ntopic read a/#"`), or `None`
+    /// for no ACL (every authenticated user may read and write everything). Use
+    /// [`MosquittoBroker::acl_user_placeholder`] where the generated user name belongs.
+    pub acl_file: Option<String>,
+    /// Serve an EXPIRED certificate (valid 2020-01-01 to 2021-01-01, otherwise correct: right CA,
+    /// right host names) on [`MosquittoBroker::tls_port`].
+    pub expired_server_certificate: bool,
 }
 
 impl Default for BrokerOptions {
@@ -79,6 +89,8 @@ impl Default for BrokerOptions {
             netns: None,
             listen_address: None,
             extra_sans: Vec::new(),
+            acl_file: None,
+            expired_server_certificate: false,
         }
     }
 }
@@ -259,8 +271,13 @@ impl MosquittoBroker {
         let wrong_ca_path = dir.path().join("unrelated-ca.pem");
         write_file(&ca_path, &pki.ca_cert, 0o644)?;
         write_file(&wrong_ca_path, &pki.unrelated_ca_cert, 0o644)?;
-        write_file(&dir.path().join("server.pem"), &pki.server.cert, 0o644)?;
-        write_file(&dir.path().join("server.key"), &pki.server.key, 0o644)?;
+        let server = if options.expired_server_certificate {
+            &pki.expired_server
+        } else {
+            &pki.server
+        };
+        write_file(&dir.path().join("server.pem"), &server.cert, 0o644)?;
+        write_file(&dir.path().join("server.key"), &server.key, 0o644)?;
         write_file(
             &dir.path().join("wrong-host.pem"),
             &pki.wrong_host_server.cert,
@@ -277,6 +294,10 @@ impl MosquittoBroker {
         let password = Alphanumeric.sample_string(&mut rng, 24);
         let password_file = dir.path().join("passwd");
         create_password_file(&mosquitto_passwd, &password_file, &username, &password)?;
+        if let Some(acl) = &options.acl_file {
+            let acl = acl.replace(ACL_USER_PLACEHOLDER, &username);
+            write_file(&dir.path().join("acl"), &acl, 0o644)?;
+        }
 
         let persistence_dir = dir.path().join("persistence");
         fs::create_dir(&persistence_dir)
@@ -363,6 +384,12 @@ impl MosquittoBroker {
     /// the TLS handshake (`UnknownIssuer`).
     pub fn wrong_ca_path(&self) -> &Path {
         &self.wrong_ca_path
+    }
+
+    /// The text to write in [`BrokerOptions::acl_file`] where the generated user name belongs
+    /// (the name is only known once the broker starts): `"user {username}"`.
+    pub fn acl_user_placeholder() -> &'static str {
+        ACL_USER_PLACEHOLDER
     }
 
     /// The only user the broker accepts.
@@ -472,6 +499,9 @@ impl MosquittoBroker {
             "max_queued_messages {}",
             options.max_queued_messages
         ));
+        if options.acl_file.is_some() {
+            line(format!("acl_file {}", path("acl")));
+        }
         for extra in &options.extra_config {
             line(extra.clone());
         }

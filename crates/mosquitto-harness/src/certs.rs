@@ -4,7 +4,7 @@
 //! repository and nothing here could ever be trusted outside a test.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 
@@ -25,6 +25,9 @@ pub(crate) struct TestPki {
     pub(crate) wrong_host_server: PemPair,
     /// An unrelated CA: trusting it instead of the real one must fail the handshake.
     pub(crate) unrelated_ca_cert: String,
+    /// Server certificate for `localhost` and `127.0.0.1`, signed by the CA, that expired on
+    /// 2021-01-01 (valid from 2020-01-01): everything right but the dates.
+    pub(crate) expired_server: PemPair,
 }
 
 /// The only name in the wrong-host certificate. `.invalid` can never resolve.
@@ -40,11 +43,17 @@ impl TestPki {
         let server = new_server_cert(&ca, &names)?;
         let wrong_host_server = new_server_cert(&ca, &[WRONG_HOST])?;
         let unrelated_ca = new_ca("unrelated test CA (must not be trusted)")?;
+        let expired_server = new_server_cert_valid(
+            &ca,
+            &["localhost", "127.0.0.1"],
+            Some(((2020, 1, 1), (2021, 1, 1))),
+        )?;
         Ok(TestPki {
             ca_cert: ca.pem(),
             server,
             wrong_host_server,
             unrelated_ca_cert: unrelated_ca.pem(),
+            expired_server,
         })
     }
 }
@@ -65,6 +74,18 @@ fn new_server_cert(
     ca: &CertifiedIssuer<'static, KeyPair>,
     names: &[&str],
 ) -> Result<PemPair, rcgen::Error> {
+    new_server_cert_valid(ca, names, None)
+}
+
+/// A date as (year, month, day), UTC midnight.
+type Ymd = (i32, u8, u8);
+
+/// Like [`new_server_cert`], with explicit validity dates (`None`: rcgen's default, 1975–4096).
+fn new_server_cert_valid(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    validity: Option<(Ymd, Ymd)>,
+) -> Result<PemPair, rcgen::Error> {
     let common_name = names.first().copied().unwrap_or("server");
     let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
     let mut params = CertificateParams::new(names)?;
@@ -74,6 +95,10 @@ fn new_server_cert(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if let Some((not_before, not_after)) = validity {
+        params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);
+    }
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, ca)?;
     Ok(PemPair {

@@ -1,4 +1,5 @@
 //! # clean-session — only what happens from now on: no backlog
+//! Read more: docs/src/sessions.md
 //!
 //! **What it shows.** An MQTT v5 *clean start*: the consumer connects with `clean_start = true`
 //! and no session expiry. The broker throws away any session it kept for this client id —
@@ -59,8 +60,14 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
-/// Messages received but not yet handled. A full queue pauses reading from the broker.
-const WORK_QUEUE: usize = 32;
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
 
 /// Consume only the events published from now on: a clean MQTT v5 session, no backlog.
 #[derive(Parser, Debug)]
@@ -89,6 +96,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: clean_start_knobs
     options
         // Ack after processing, not on receipt: within a connection the broker still resends an
         // unacked message, so a slow handler does not lose what it was given.
@@ -96,10 +104,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Knob 1: discard whatever session the broker kept for this client id...
         .set_clean_start(true)
         // ...knob 2: and keep none after we disconnect (absent = 0 s). Nothing queues for us.
-        .set_session_expiry_interval(None);
-    // Room for every ack a connection can owe. In a burst of events, with rumqttc's usual 10-64
-    // the handler (waiting to queue an ack) and the poller (waiting to queue a message) freeze
-    // on each other. See `REQUEST_CHANNEL_CAPACITY` for why this size is always enough.
+        .set_session_expiry_interval(None)
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so a burst
+        // waits on the broker, not in this process.
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // ANCHOR_END: clean_start_knobs
+    // `ack()` must never wait for room in rumqttc's request channel: see REQUEST_CHANNEL_CAPACITY.
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -110,7 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // The bounded work queue between the polling task (here) and the handler task.
-    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(WORK_QUEUE);
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -167,9 +177,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     // Waits while the queue is full: that is the back-pressure.
-                    if work_tx.send(publish).await.is_err() {
-                        // The handler is gone; its result (an error or --count) comes next.
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: a consumer must never be deaf to
+                    // SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            // The handler is gone; its result (an error or --count) comes next.
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut shutdown => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -188,15 +203,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let handled = match stop {
         Stop::Requested => {
-            tracing::info!("stop requested: finishing the messages already received");
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     tracing::info!(
-        "processed {handled} messages; disconnected cleanly (the broker keeps nothing for us)"
+        "processed {handled} messages; {disconnected} (the broker keeps nothing for us)"
     );
     if let Some(demo) = demo {
         demo.shutdown().await;

@@ -1,4 +1,5 @@
 //! # client-id-collision — two connections, one client id: see the fight, detect it, stop
+//! Read more: docs/src/client-ids.md
 //!
 //! **What it shows.** An MQTT broker keeps exactly one connection per client id. When a second
 //! connection arrives with an id that is already connected, the broker closes the *old* one. If
@@ -66,6 +67,15 @@ use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Start two connections with one client id and watch the broker make them take turns.
 #[derive(Parser, Debug)]
@@ -188,8 +198,12 @@ async fn connection(
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
-    // As in tls-connect: ack after processing; no session kept across restarts.
-    options.set_manual_acks(true).set_clean_start(true);
+    // As in tls-connect: ack after processing; no session kept across restarts; at most
+    // RECEIVE_MAXIMUM unacked messages on their way to us.
+    options
+        .set_manual_acks(true)
+        .set_clean_start(true)
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -198,7 +212,7 @@ async fn connection(
         target.client_id
     );
 
-    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(32);
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = settings.count;
     let mut printer = MessagePrinter::new(settings.stats);
@@ -246,8 +260,12 @@ async fn connection(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if work_tx.send(publish).await.is_err() {
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: never deaf to SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = stopped(&mut stop) => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -282,12 +300,15 @@ async fn connection(
     let handled = match stop_reason {
         Stop::Requested => {
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; {disconnected}");
     Ok(())
 }
 

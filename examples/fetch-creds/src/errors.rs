@@ -210,8 +210,173 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         Some(fetch_error) => {
             // Not `eprintln!`: it panics when stderr is a closed pipe.
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            let help = exit::help_line(fetch_error.catalogue_key());
+            let _ = writeln!(std::io::stderr(), "{help}");
             ExitCode::from(fetch_error.exit_code())
         }
         None => exit::report(err),
+    }
+}
+
+impl FetchError {
+    /// This failure's entry in the troubleshooting catalogue (`common::catalogue`, the book's
+    /// troubleshooting page). Exhaustive on purpose: a new variant does not compile until it has
+    /// an entry.
+    pub fn catalogue_key(&self) -> common::catalogue::Key {
+        use common::catalogue::Key;
+        use FetchError::*;
+        match self {
+            NoLogin => Key::FetchNoLogin,
+            Prompt(_) => Key::FetchPrompt,
+            FlagBeforeSubcommand { .. } => Key::FetchFlagBeforeSubcommand,
+            BadBaseUrl { .. } => Key::FetchBadBaseUrl,
+            PlaintextRefused { .. } => Key::FetchPlaintextRefused,
+            Unauthorized { .. } => Key::FetchUnauthorized,
+            Forbidden { .. } => Key::FetchForbidden,
+            NotFound { .. } => Key::FetchNotFound,
+            ServerError { .. } => Key::FetchServerError,
+            UnexpectedStatus { .. } => Key::FetchUnexpectedStatus,
+            Timeout { .. } => Key::FetchTimeout,
+            Dns { .. } => Key::FetchDns,
+            Connect { .. } => Key::FetchConnect,
+            Tls { .. } => Key::FetchTls,
+            NotJson { .. } => Key::FetchNotJson,
+            TooLarge { .. } => Key::FetchTooLarge,
+            UnexpectedShape { .. } => Key::FetchUnexpectedShape,
+            NoOrganizations => Key::FetchNoOrganizations,
+            NoCredentialSets { .. } => Key::FetchNoCredentialSets,
+            ChooseOrganization { .. } => Key::FetchChooseOrganization,
+            ChooseCredentials { .. } => Key::FetchChooseCredentials,
+            NoSuchClientId { .. } => Key::FetchNoSuchClientId,
+            OutputExists { .. } => Key::FetchOutputExists,
+            Write { .. } => Key::FetchWrite,
+        }
+    }
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use std::collections::BTreeSet;
+
+    use common::catalogue::{lookup, Key, Section};
+
+    use super::FetchError;
+
+    /// One of every variant, with realistic values.
+    fn every_error() -> Vec<FetchError> {
+        let url =
+            "https://networkasset-conductor.link-labs.com/networkAsset/airfinder/organizations"
+                .to_owned();
+        vec![
+            FetchError::NoLogin,
+            FetchError::Prompt(std::io::Error::other("not a terminal")),
+            FetchError::FlagBeforeSubcommand { flag: "--org" },
+            FetchError::BadBaseUrl {
+                url: "ftp://x".into(),
+                why: "the scheme must be https".into(),
+            },
+            FetchError::PlaintextRefused {
+                host: "example.com".into(),
+            },
+            FetchError::Unauthorized {
+                url: url.clone(),
+                who: "user you@example.com".into(),
+                hint: "Check the password.",
+            },
+            FetchError::Forbidden {
+                url: url.clone(),
+                who: "you@example.com".into(),
+            },
+            FetchError::NotFound {
+                url: url.clone(),
+                hint: "Check --base-url.".into(),
+            },
+            FetchError::ServerError {
+                url: url.clone(),
+                status: 503,
+            },
+            FetchError::UnexpectedStatus {
+                url: url.clone(),
+                status: 418,
+            },
+            FetchError::Timeout {
+                url: url.clone(),
+                secs: 30.0,
+            },
+            FetchError::Dns {
+                host: "nowhere.invalid".into(),
+            },
+            FetchError::Connect {
+                url: url.clone(),
+                detail: "connection refused".into(),
+            },
+            FetchError::Tls {
+                url: url.clone(),
+                detail: "UnknownIssuer".into(),
+            },
+            FetchError::NotJson {
+                url: url.clone(),
+                content_type: "text/html".into(),
+                len: 512,
+                html: " (an HTML page)",
+            },
+            FetchError::TooLarge {
+                url: url.clone(),
+                limit: 8_388_608,
+            },
+            FetchError::UnexpectedShape {
+                url,
+                expected: "a list",
+                found: "an object".into(),
+            },
+            FetchError::NoOrganizations,
+            FetchError::NoCredentialSets {
+                org: "org-1".into(),
+            },
+            FetchError::ChooseOrganization {
+                list: "  org-1  Acme\n  org-2  Beta".into(),
+            },
+            FetchError::ChooseCredentials {
+                org: "org-1".into(),
+                list: "  client-a\n  client-b".into(),
+            },
+            FetchError::NoSuchClientId {
+                client_id: "client-z".into(),
+                org: "org-1".into(),
+                list: "  client-a".into(),
+            },
+            FetchError::OutputExists {
+                path: "creds.json".into(),
+            },
+            FetchError::Write {
+                path: "creds.json".into(),
+                detail: "Permission denied (os error 13)".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_fetch_error_is_in_the_catalogue_with_its_words_and_exit_code() {
+        let mut seen = BTreeSet::new();
+        for err in every_error() {
+            let key = err.catalogue_key();
+            seen.insert(key);
+            let printed = format!("error: {err}");
+            let first_line = printed.lines().next().unwrap_or_default();
+            assert_eq!(
+                lookup(first_line),
+                Some(key),
+                "the catalogue entry {} does not match what fetch-creds prints:\n  {first_line}\n\
+                 Update its `prints` in common/src/catalogue.rs.",
+                key.entry().id
+            );
+            assert_eq!(key.entry().exit_code, Some(err.exit_code()), "{key:?}");
+        }
+        // Every fetch-creds entry is reached by some variant (none is left over in the page).
+        for key in Key::ALL {
+            if key.entry().section == Section::FetchCreds {
+                assert!(seen.contains(key), "no FetchError maps to {key:?}");
+            }
+        }
     }
 }

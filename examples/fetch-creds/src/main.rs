@@ -1,4 +1,5 @@
 //! # fetch-creds — get `creds.json` from the Link Labs Network Asset HTTP API
+//! Read more: docs/src/credentials.md
 //!
 //! **What it shows.** The second way to obtain the MQTT credentials every other example reads:
 //! instead of copying them from the Airfinder UI ("Copy All Fields"), ask the Network Asset HTTP

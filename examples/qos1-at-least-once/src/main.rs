@@ -1,4 +1,5 @@
 //! # qos1-at-least-once — duplicates are normal: ack after processing, make processing idempotent
+//! Read more: docs/src/qos1.md
 //!
 //! **What it shows.** A QoS 1 consumer that
 //! 1. acks each message only after its handler has finished, one message at a time, in the order
@@ -59,12 +60,11 @@
 //! is bounded (32): when the handler falls behind, the polling task waits, stops reading, and TCP
 //! slows the broker down. That wait is safe only if the handler never waits for the polling task,
 //! and it does when it acks: `ack()` puts the PUBACK in rumqttc's request channel, which only
-//! `poll()` empties. So that channel gets room for 65,535 acks, the most a connection can owe (one
-//! per packet id); it fills lazily. With a channel of 64, a backlog of 2,000 messages froze both
-//! tasks, for good, in three runs out of four of our test against Mosquitto 2.0.11. We also
-//! announce a Receive Maximum of 32 so a well-behaved broker keeps at most 32 unacked messages in
-//! flight to us; Mosquitto 2.0.11 keeps to it only until our first PUBACKs (measured: after 3 acks
-//! it had 47 unacked messages out to us), so nothing here depends on it.
+//! `poll()` empties. So that channel has no practical limit (it fills lazily). We also announce a
+//! Receive Maximum of 32 so a well-behaved broker keeps at most 32 unacked messages in flight to
+//! us; Mosquitto 2.0.11 does not (measured: every PUBACK lets it send 32 more), so during a large
+//! backlog our acks pile up in that channel: with a limit of 65,535 every consumer froze on a
+//! backlog above ~70,000 messages (tests/backlog.rs).
 //!
 //! **Run it.**
 //! ```text
@@ -106,6 +106,10 @@ use rumqttc::v5::{AsyncClient, Event};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Capacity of the work queue, and the Receive Maximum we announce: the most unacked messages a
 /// (well-behaved) broker sends us at once.
@@ -167,6 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: qos1_options
     options
         // Ack after processing, not on receipt: a crash between the two means redelivery.
         .set_manual_acks(true)
@@ -175,6 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_session_expiry_interval(Some(args.session_expiry))
         // Ask for at most IN_FLIGHT unacked messages at once (not every broker keeps to it).
         .set_receive_maximum(Some(IN_FLIGHT));
+    // ANCHOR_END: qos1_options
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} (persistent session, expiry {} s)",
@@ -244,9 +250,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     };
                     // Waits while the queue is full: that is the back-pressure. Safe because the
                     // handler never waits for us (see REQUEST_CHANNEL_CAPACITY).
-                    if work_tx.send(delivery).await.is_err() {
-                        // The handler is gone; its result (an error or --count) comes next.
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: a consumer must never be deaf to
+                    // SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(delivery) => if sent.is_err() {
+                            // The handler is gone; its result (an error or --count) comes next.
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut shutdown => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -269,20 +280,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let tally = match stop {
         Stop::Requested => {
-            tracing::info!("stop requested: finishing the messages already received");
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
     // Flushes the queued acks, then DISCONNECT. The session stays for --session-expiry seconds.
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     println!(
         "summary: {} processed, {} duplicates skipped, {} arrived with the DUP flag",
         tally.processed, tally.skipped, tally.dup_flagged
     );
     tracing::info!(
-        "handled {} messages; disconnected cleanly",
+        "handled {} messages; {disconnected}",
         tally.processed + tally.skipped
     );
     if let Some(demo) = demo {
@@ -376,6 +389,7 @@ impl Handler {
             }
         }
 
+        // ANCHOR: stale_ack_guard
         // Processed (or known to be): now, and only now, the broker may forget it. But only on the
         // connection that delivered it: on a later one its packet id may name another message.
         // The resumed session resends it; that copy is skipped as a duplicate and acked. (A check
@@ -388,6 +402,7 @@ impl Handler {
                 "not acking {key}: it arrived on an earlier connection; the broker resends it"
             );
         }
+        // ANCHOR_END: stale_ack_guard
         Ok(())
     }
 
@@ -404,6 +419,7 @@ impl Handler {
 
 /// The idempotency key of a message: the first of [`KEY_FIELDS`] present in its JSON payload,
 /// else `sha256=<hex>` of topic and payload (equal bytes on the same topic = the same event).
+// ANCHOR: idempotency_key
 fn idempotency_key(topic: &[u8], payload: &[u8]) -> String {
     if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(payload) {
         for name in KEY_FIELDS {
@@ -425,6 +441,7 @@ fn idempotency_key(topic: &[u8], payload: &[u8]) -> String {
         .collect();
     format!("sha256={hex}")
 }
+// ANCHOR_END: idempotency_key
 
 /// The last `capacity` keys, oldest forgotten first: bounded memory however long the process runs.
 /// Duplicates arrive close together (a redelivery is at most `IN_FLIGHT` messages behind), so a

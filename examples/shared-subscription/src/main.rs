@@ -1,4 +1,5 @@
 //! # shared-subscription — spread the event stream over several worker processes
+//! Read more: docs/src/shared-subscriptions.md
 //!
 //! **What it shows.** An MQTT v5 *shared subscription*: every worker subscribes to
 //! `$share/<group>/<topic>` instead of `<topic>`, and the broker hands each message to ONE member
@@ -194,11 +195,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| target.credentials.client_id.clone());
     let topic = common::credentials::strip_share_prefix(&target.credentials.topic).to_owned();
+    // ANCHOR: share_filter
     let group = args
         .group
         .clone()
         .unwrap_or_else(|| common::share_group::default_group(&target.credentials.topic, &base_id));
     let filter = format!("$share/{group}/{topic}");
+    // ANCHOR_END: share_filter
 
     let workers = args.workers.unwrap_or(if demo.is_some() { 3 } else { 1 });
     let ids: Vec<String> = (1..=workers)
@@ -300,6 +303,7 @@ async fn run_worker(
         // time, so a backlog stays on the broker rather than in this process. Nothing below
         // depends on it: Mosquitto 2.0.11 overshoots it (after one PUBACK it sent 32 more).
         .set_receive_maximum(Some(WORK_QUEUE as u16));
+    // ANCHOR: share_session
     if session_expiry == 0 {
         options.set_clean_start(true);
     } else {
@@ -308,9 +312,9 @@ async fn run_worker(
             .set_clean_start(false)
             .set_session_expiry_interval(Some(session_expiry));
     }
-    // Room for every ack a connection can owe: with a small request channel, the handler
-    // (waiting to queue an ack) and the polling task (waiting to queue a message) can freeze
-    // each other under a backlog — seen here with 64 and 100 queued messages at 5 ms each.
+    // ANCHOR_END: share_session
+    // `ack()` must never wait for room in rumqttc's request channel: the handler would then wait
+    // for the polling task and the polling task for the handler, for ever (REQUEST_CHANNEL_CAPACITY).
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {}", target.address());
@@ -416,8 +420,12 @@ async fn run_worker(
                         *until = (Instant::now() + DRAIN_IDLE).min(drain_limit);
                     }
                     // Waits while the queue is full: that is the back-pressure.
-                    if work_tx.send(publish).await.is_err() {
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: never deaf to SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut stop_requested => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -441,15 +449,16 @@ async fn run_worker(
 
     let handled = match stop {
         Stop::Requested => {
-            // Finish what is already queued. With a persistent session, messages still in the
-            // client's buffers are not acked, so the broker sends them again after the restart.
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("handled {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("handled {handled} messages; {disconnected}");
     Ok(())
 }
 

@@ -1,4 +1,5 @@
 //! # tls-connect — the smallest correct Link Labs consumer
+//! Read more: docs/src/tls.md
 //!
 //! **What it shows.** Connecting to the Link Labs MQTT broker the way production code should:
 //! MQTT v5 over TLS on port 8883, the broker's certificate checked against a CA you trust (the
@@ -46,6 +47,15 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connect to the Link Labs broker over TLS and print each event.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -73,12 +83,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = target
         .rumqttc_options()
         .context("setting up TLS for the broker connection")?;
+    // ANCHOR: manual_acks
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event.
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
-        .set_clean_start(true);
+        .set_clean_start(true)
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so a burst
+        // waits on the broker, not in this process (see `persistent-session` for what happens
+        // without it, and why acks must never wait: REQUEST_CHANNEL_CAPACITY).
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // ANCHOR_END: manual_acks
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -89,7 +105,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // The bounded work queue between the polling task (here) and the handler task.
-    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(32);
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -99,8 +115,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled += 1;
             let topic = String::from_utf8_lossy(&publish.topic);
             printer.show(&format!("message {handled} on {topic}"), &publish.payload);
+            // ANCHOR: ack_after_handling
             // Handled: now, and only now, tell the broker it may forget the message.
             handler_client.ack(&publish).await?;
+            // ANCHOR_END: ack_after_handling
             if count == Some(handled) {
                 break;
             }
@@ -133,9 +151,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     // Waits while the queue is full: that is the back-pressure.
-                    if work_tx.send(publish).await.is_err() {
-                        // The handler is gone; its result (an error or --count) comes next.
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: a consumer must never be deaf to
+                    // SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            // The handler is gone; its result (an error or --count) comes next.
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut shutdown => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -154,14 +177,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let handled = match stop {
         Stop::Requested => {
-            tracing::info!("stop requested: finishing the messages already received");
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; {disconnected}");
     if let Some(demo) = demo {
         demo.shutdown().await;
     }

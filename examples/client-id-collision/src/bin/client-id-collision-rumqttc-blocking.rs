@@ -30,6 +30,7 @@
 //! **Exit codes.** 6 = the client id is used by another process: restarting will not help, so a
 //! supervisor (systemd, Kubernetes) should not restart on 6 without a configuration change.
 
+use common::rumqttc_sync::Handoff;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
@@ -42,6 +43,15 @@ use common::{ConnectArgs, ConnectionSupervisor, FailureKind, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, RecvTimeoutError};
+
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// How long the connection thread waits for network events before checking for Ctrl-C.
 const WAKE_UP: Duration = Duration::from_millis(200);
@@ -78,11 +88,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         // not a lost event.
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
-        .set_clean_start(true);
-    // Room for every ack the connection can owe. With rumqttc's usual 10-64, a burst makes the
-    // handler (blocked in `ack`, the queue full) and the connection thread (blocked handing over a
-    // message, the work queue full) wait for each other for ever: seen here with 500 messages.
-    // See common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+        .set_clean_start(true)
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us.
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // `ack()` must never wait for room in rumqttc's request channel: the handler would then
+    // wait for this thread and this thread for the handler, for ever. See
+    // common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
     let (client, mut connection) =
         Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -100,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
     // The bounded work queue between the connection thread (this one) and the handler thread.
-    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(32);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -170,9 +181,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Blocks while the queue is full: that is the back-pressure.
-                if work_tx.send(publish).is_err() {
+                match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
+                    Handoff::Queued => {}
                     // The handler is gone; its result (an error or --count) comes next.
-                    break;
+                    Handoff::HandlerGone => break,
+                    Handoff::StopRequested => {
+                        tracing::info!("stop requested: finishing the messages already received");
+                        break;
+                    }
                 }
             }
             Ok(_) => {}
@@ -205,15 +221,15 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     // Let the handler finish what is queued (and ack it), then send DISCONNECT after the acks.
     drop(work_tx);
-    let handled = match handler.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("the handler thread panicked"),
-    };
+    // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+    let handled = common::rumqttc_sync::drain(handler, DRAIN_MAX)?.unwrap_or_default();
     // A clean DISCONNECT, when there is a connection to end (not in the middle of a reconnect).
-    if connected {
-        common::rumqttc_sync::disconnect(&client, &mut connection);
-    }
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection).to_string()
+    } else {
+        "not connected, so no DISCONNECT to send".to_owned()
+    };
+    tracing::info!("processed {handled} messages; {disconnected}");
     if let Some(demo) = demo {
         demo.shutdown();
     }

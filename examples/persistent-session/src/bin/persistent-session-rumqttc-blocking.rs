@@ -26,6 +26,7 @@
 //! **What it cannot do.** Nothing is lost compared with the default: the session, the backlog,
 //! acks after processing, back-pressure, the `(redelivery)` mark and the clean DISCONNECT.
 
+use common::rumqttc_sync::Handoff;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
@@ -42,8 +43,14 @@ use rumqttc::v5::{Client, Event, RecvTimeoutError};
 /// How long the connection thread waits for network events before checking for Ctrl-C.
 const WAKE_UP: Duration = Duration::from_millis(200);
 
-/// Messages received but not yet handled. A full queue pauses reading from the broker.
-const WORK_QUEUE: usize = 32;
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Consume events with a persistent MQTT v5 session: what was published while this consumer was
 /// stopped arrives when it starts again (threads, no async).
@@ -87,10 +94,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .set_clean_start(false)
         // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
         // the property out means 0, and then knob 1 has nothing to resume.
-        .set_session_expiry_interval(Some(expiry));
-    // Room for every ack the connection can owe: a backlog arrives as one long burst, and with
-    // rumqttc's usual 10-64 the handler (blocked in `ack`) and the connection thread (blocked
-    // handing over a message) wait for each other for ever. See
+        .set_session_expiry_interval(Some(expiry))
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us.
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // `ack()` must never wait for room in rumqttc's request channel: the handler would then
+    // wait for this thread and this thread for the handler, for ever. See
     // common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
     let (client, mut connection) =
         Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
@@ -122,7 +130,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
     // The bounded work queue between the connection thread (this one) and the handler thread.
-    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(WORK_QUEUE);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -202,9 +210,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Blocks while the queue is full: that is the back-pressure. A large backlog
                 // therefore arrives no faster than the handler can take it.
-                if work_tx.send(publish).is_err() {
+                match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
+                    Handoff::Queued => {}
                     // The handler is gone; its result (an error or --count) comes next.
-                    break;
+                    Handoff::HandlerGone => break,
+                    Handoff::StopRequested => {
+                        tracing::info!("stop requested: finishing the messages already received");
+                        break;
+                    }
                 }
             }
             Ok(_) => {}
@@ -222,16 +235,16 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     // Let the handler finish what is queued (and ack it), then send DISCONNECT after the acks.
     drop(work_tx);
-    let handled = match handler.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("the handler thread panicked"),
-    };
+    // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+    let handled = common::rumqttc_sync::drain(handler, DRAIN_MAX)?.unwrap_or_default();
     // A clean DISCONNECT (when there is a connection to end): the acks above reach the broker
     // first, so the session we leave behind holds only what we have not handled.
-    if connected {
-        common::rumqttc_sync::disconnect(&client, &mut connection);
-    }
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection).to_string()
+    } else {
+        "not connected, so no DISCONNECT to send".to_owned()
+    };
+    tracing::info!("processed {handled} messages; {disconnected}");
     if expiry > 0 && demo.is_none() {
         tracing::info!(
             "the broker keeps our session for {expiry} s: start again with client id {} within \

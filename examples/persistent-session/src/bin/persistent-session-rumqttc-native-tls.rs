@@ -24,6 +24,7 @@
 //! back-pressure and the clean DISCONNECT are the default's.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -34,8 +35,17 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
-/// Messages received but not yet handled. A full queue pauses reading from the broker.
-const WORK_QUEUE: usize = 32;
+/// MQTT v5 Receive Maximum: how many QoS 1 messages the broker may send us before we ack one.
+/// It keeps a large backlog on the broker instead of in this process — with a broker that keeps
+/// to it (see `set_receive_maximum` below). It also sizes the work queue: every queued message
+/// is unacked, so a broker that respects it never finds the queue full.
+/// Throughput is at most about RECEIVE_MAXIMUM / round-trip time (128 / 50 ms = 2,560 msg/s);
+/// memory at most RECEIVE_MAXIMUM × the maximum packet size.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Consume events with a persistent MQTT v5 session: what was published while this consumer was
 /// stopped arrives when it starts again.
@@ -81,11 +91,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .set_clean_start(false)
         // ...knob 2: and keep this session for `expiry` seconds after we disconnect. Leaving
         // the property out means 0, and then knob 1 has nothing to resume.
-        .set_session_expiry_interval(Some(expiry));
-    // Room for every ack a connection can owe. A backlog arrives as one long burst, and with
-    // rumqttc's usual 10-64 the handler (waiting to queue an ack) and the poller (waiting to
-    // queue a message) freeze on each other: measured, 110-160 messages into a 200-message
-    // backlog. See `REQUEST_CHANNEL_CAPACITY` for why this size is always enough.
+        .set_session_expiry_interval(Some(expiry))
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so that a
+        // resumed session's backlog waits on the broker, not in this process. Do not rely on it
+        // alone: Mosquitto 2.0.11 keeps to it only until our first ack (then it sends
+        // RECEIVE_MAXIMUM more per ack), which is why `ack()` below must never wait for room.
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // The request channel carries our acks to the event loop. If `ack()` ever waited for room
+    // in it, the handler would wait for this loop and this loop for the handler, for ever: that
+    // froze this consumer on a 95,000-message backlog (see REQUEST_CHANNEL_CAPACITY).
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -109,7 +123,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The bounded work queue between the polling task (here) and the handler task.
-    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(WORK_QUEUE);
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -164,11 +178,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tracing::info!("subscribed to {topic} with QoS 1");
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    // Waits while the queue is full: that is the back-pressure. A large backlog
-                    // therefore arrives no faster than the handler can take it.
-                    if work_tx.send(publish).await.is_err() {
-                        // The handler is gone; its result (an error or --count) comes next.
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // Waits while the queue is full: that is the back-pressure (only a broker
+                    // that ignores our Receive Maximum can fill it). A stop request still
+                    // wins: a consumer must never be deaf to SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            // The handler is gone; its result (an error or --count) comes next.
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut shutdown => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -187,16 +205,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let handled = match stop {
         Stop::Requested => {
-            tracing::info!("stop requested: finishing the messages already received");
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
     // A clean DISCONNECT: the acks above reach the broker first, so the session we leave behind
     // holds only what we have not handled.
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; {disconnected}");
     // (The demo broker stops with this process, and our session with it.)
     if expiry > 0 && demo.is_none() {
         tracing::info!(

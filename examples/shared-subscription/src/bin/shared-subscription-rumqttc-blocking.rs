@@ -31,6 +31,7 @@
 //! **What it cannot do.** Nothing is lost compared with the default's one-worker-per-process
 //! shape: acks after processing, back-pressure, the split without loss, the graceful stop.
 
+use common::rumqttc_sync::Handoff;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
@@ -152,7 +153,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .set_clean_start(false)
             .set_session_expiry_interval(Some(expiry));
     }
-    // Room for every ack the connection can owe: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+    // `ack()` must never wait for room: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
     let (client, mut connection) =
         Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {}", target.address());
@@ -267,9 +268,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                     *idle_until = (Instant::now() + DRAIN_IDLE).min(*limit);
                 }
                 // Blocks while the queue is full: that is the back-pressure.
-                if work_tx.send(publish).is_err() {
+                match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
+                    Handoff::Queued => {}
                     // The handler is gone; its result (an error or --count) comes next.
-                    break;
+                    Handoff::HandlerGone => break,
+                    Handoff::StopRequested => {
+                        tracing::info!("stop requested: finishing the messages already received");
+                        break;
+                    }
                 }
             }
             Ok(_) => {}
@@ -291,15 +297,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     // With a persistent session, messages not handed over yet are not acked: the broker sends
     // them again after the restart.
     drop(work_tx);
-    let handled = match handler.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("the handler thread panicked"),
-    };
+    // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+    let handled = common::rumqttc_sync::drain(handler, DRAIN_MAX)?.unwrap_or_default();
     // A clean DISCONNECT, when there is a connection to end (not in the middle of a reconnect).
-    if connected {
-        common::rumqttc_sync::disconnect(&client, &mut connection);
-    }
-    tracing::info!("handled {handled} messages; disconnected cleanly");
+    let disconnected = if connected {
+        common::rumqttc_sync::disconnect(&client, &mut connection).to_string()
+    } else {
+        "not connected, so no DISCONNECT to send".to_owned()
+    };
+    tracing::info!("handled {handled} messages; {disconnected}");
     if let Some(demo) = demo {
         demo.shutdown();
     }

@@ -249,9 +249,8 @@ async fn run_worker(
             .set_clean_start(false)
             .set_session_expiry_interval(Some(session_expiry));
     }
-    // Room for every ack a connection can owe: with a small request channel, the handler
-    // (waiting to queue an ack) and the polling task (waiting to queue a message) can freeze
-    // each other under a backlog — seen here with 64 and 100 queued messages at 5 ms each.
+    // `ack()` must never wait for room in rumqttc's request channel: the handler would then wait
+    // for the polling task and the polling task for the handler, for ever (REQUEST_CHANNEL_CAPACITY).
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {}", target.address());
@@ -357,8 +356,12 @@ async fn run_worker(
                         *until = (Instant::now() + DRAIN_IDLE).min(drain_limit);
                     }
                     // Waits while the queue is full: that is the back-pressure.
-                    if work_tx.send(publish).await.is_err() {
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: never deaf to SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut stop_requested => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -382,15 +385,16 @@ async fn run_worker(
 
     let handled = match stop {
         Stop::Requested => {
-            // Finish what is already queued. With a persistent session, messages still in the
-            // client's buffers are not acked, so the broker sends them again after the restart.
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("handled {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("handled {handled} messages; {disconnected}");
     Ok(())
 }
 

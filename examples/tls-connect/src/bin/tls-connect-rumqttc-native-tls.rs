@@ -34,6 +34,15 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
+/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
+/// the queue full.
+const RECEIVE_MAXIMUM: u16 = 128;
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
+/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connect to the Link Labs broker over TLS (native-tls) and print each event.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -67,8 +76,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // not a lost event.
         .set_manual_acks(true)
         // This example does not keep a session across restarts; see `persistent-session`.
-        .set_clean_start(true);
-    // Room for every ack the connection can owe: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
+        .set_clean_start(true)
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so a burst
+        // waits on the broker, not in this process (see `persistent-session` for what happens
+        // without it, and why acks must never wait: REQUEST_CHANNEL_CAPACITY).
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // `ack()` must never wait for room: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -79,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // The bounded work queue between the polling task (here) and the handler task.
-    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(32);
+    let (work_tx, mut work_rx) = mpsc::channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
@@ -123,9 +136,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     // Waits while the queue is full: that is the back-pressure.
-                    if work_tx.send(publish).await.is_err() {
-                        // The handler is gone; its result (an error or --count) comes next.
-                        break Stop::HandlerFinished((&mut handler).await);
+                    // A stop request still wins while we wait: a consumer must never be deaf to
+                    // SIGTERM.
+                    tokio::select! {
+                        sent = work_tx.send(publish) => if sent.is_err() {
+                            // The handler is gone; its result (an error or --count) comes next.
+                            break Stop::HandlerFinished((&mut handler).await);
+                        },
+                        _ = &mut shutdown => break Stop::Requested,
                     }
                 }
                 Ok(_) => {}
@@ -144,14 +162,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let handled = match stop {
         Stop::Requested => {
-            tracing::info!("stop requested: finishing the messages already received");
             drop(work_tx);
-            handler.await??
+            // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
+            common::shutdown::drain(handler, DRAIN_MAX)
+                .await?
+                .unwrap_or_default()
         }
         Stop::HandlerFinished(result) => result??,
     };
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("processed {handled} messages; {disconnected}");
     if let Some(demo) = demo {
         demo.shutdown().await;
     }
