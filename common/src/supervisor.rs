@@ -41,6 +41,46 @@ pub enum NextStep {
     GiveUp(ConnectFailure),
 }
 
+/// What an example's idle watchdog reports: nothing arrived from the broker for `silent_for`
+/// (1.5 × keep-alive), although a live broker answers our PINGREQ every keep-alive.
+///
+/// The link died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen
+/// host): TCP would take minutes to notice, rumqttc about 2 × keep-alive (it gives up only when
+/// the *next* PINGREQ falls due with the previous one unanswered). The examples check this
+/// themselves (see `poll_or_silence` in each), drop the connection with `EventLoop::clean()`,
+/// and hand [`LinkSilent::into_error`] to [`ConnectionSupervisor::failed`] like any other
+/// failure: it reads as a lost connection and is retried with backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkSilent {
+    /// How long nothing arrived.
+    pub silent_for: Duration,
+}
+
+impl std::fmt::Display for LinkSilent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "idle watchdog: nothing from the broker for {:.0} s (1.5 × keep-alive); the link is dead",
+            self.silent_for.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for LinkSilent {}
+
+impl LinkSilent {
+    /// As the error rumqttc's `poll()` would have returned, for [`ConnectionSupervisor::failed`].
+    pub fn into_error(self) -> rumqttc::v5::ConnectionError {
+        rumqttc::v5::ConnectionError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, self))
+    }
+
+    /// Whether `err` is one of these.
+    pub fn is(err: &rumqttc::v5::ConnectionError) -> bool {
+        matches!(err, rumqttc::v5::ConnectionError::Io(io)
+            if io.get_ref().is_some_and(|inner| inner.is::<LinkSilent>()))
+    }
+}
+
 /// Reconnect policy and collision detector for one connection.
 #[derive(Debug)]
 pub struct ConnectionSupervisor {
@@ -91,32 +131,6 @@ impl ConnectionSupervisor {
     /// Call on every error from `poll()`; act on the answer.
     pub fn failed(&mut self, err: &rumqttc::v5::ConnectionError) -> NextStep {
         let failure = ConnectFailure::from_rumqttc(err, &self.target);
-        self.decide(failure)
-    }
-
-    /// Call when the example's idle watchdog fired: nothing arrived from the broker for
-    /// `silent_for` (1.5 × keep-alive) although the broker owes us at least a PINGRESP per
-    /// keep-alive. The link is dead without a FIN or RST (a pulled cable, a NAT that forgot us,
-    /// a broker host that froze); TCP would take minutes to notice and rumqttc about 2 ×
-    /// keep-alive. Treated like a lost connection: retry with backoff.
-    pub fn link_silent(&mut self, silent_for: Duration) -> NextStep {
-        // A timeout, not `ConnectionLost`: the broker did not close anything, so this must never
-        // count towards the client-id clash detector (which counts closes by the broker).
-        let mut failure = ConnectFailure::new(
-            FailureKind::Timeout,
-            &self.target,
-            format!(
-                "idle watchdog: no packet for {:.0} s (1.5 × keep-alive)",
-                silent_for.as_secs_f64()
-            ),
-        );
-        failure.message = format!(
-            "the connection to {} went silent: nothing from the broker for {:.0} s, although it \
-             answers our PINGREQ every keep-alive. The network path is broken without a FIN or \
-             RST (a pulled cable, a NAT or firewall that forgot us, a frozen host); dropping it.",
-            self.target.address(),
-            silent_for.as_secs_f64()
-        );
         self.decide(failure)
     }
 
@@ -311,11 +325,22 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_link_is_retried_and_never_read_as_a_clash() {
+    fn a_silent_link_reads_as_a_lost_connection_and_is_retried() {
+        let err = LinkSilent {
+            silent_for: Duration::from_secs(45),
+        }
+        .into_error();
+        assert!(LinkSilent::is(&err));
+        let failure = ConnectFailure::from_rumqttc(&err, &target());
+        assert_eq!(failure.kind, FailureKind::ConnectionLost);
+        assert!(
+            failure.detail.contains("idle watchdog"),
+            "{}",
+            failure.detail
+        );
         let mut supervisor = ConnectionSupervisor::new(&target());
         for _ in 0..5 {
-            supervisor.connected();
-            match supervisor.link_silent(Duration::from_secs(45)) {
+            match supervisor.failed(&err) {
                 NextStep::RetryAfter(delay) => {
                     assert!(delay <= crate::backoff::MAX_DELAY, "{delay:?}")
                 }
