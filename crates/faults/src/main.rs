@@ -54,6 +54,9 @@ struct Args {
     /// Run only the faults whose name contains this (e.g. `silent`, `broker`).
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
+    /// Override the silent-link outage, in seconds (e.g. 60 with --quick to see the watchdog).
+    #[arg(long, value_name = "SECS")]
+    outage: Option<u64>,
 }
 
 /// Autosave period of the main broker: the window a SIGKILL can lose.
@@ -185,7 +188,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             r.fault, r.scenario, r.tally.lost, r.tally.published, r.note
         ));
     }
-    if !args.quick && args.only.is_none() {
+    if !args.quick && args.only.is_none() && args.outage.is_none() {
         let info = report::RunInfo {
             broker_version: broker_version(),
             topology,

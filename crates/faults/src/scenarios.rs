@@ -401,18 +401,22 @@ fn broker_restart(
         let mut r = row(fault, c, &(0..n), clean_start || kill);
         r.detection = detected;
         r.recovery = recovered;
-        r.note = if clean_start {
-            "clean start: messages the broker had accepted but not yet delivered at the stop \
-             went with the session"
-                .into()
-        } else if kill {
-            "in-flight state since the last autosave is lost with the process".into()
-        } else {
-            "Mosquitto saves sessions and queued messages on SIGTERM".into()
+        r.note = match (clean_start, kill, r.tally.lost) {
+            (true, _, 0) => "clean start, yet nothing lost: every message accepted before the \
+                             stop had been delivered; the second half came after the resubscribe"
+                .into(),
+            (true, _, _) => "clean start: messages the broker had accepted but not yet \
+                             delivered at the stop went with the session"
+                .into(),
+            (false, true, 0) => "nothing lost: every message accepted before the kill had been \
+                                 delivered and acked (what was neither delivered nor autosaved \
+                                 would have been lost)"
+                .into(),
+            (false, true, _) => "what the broker had accepted but neither delivered nor \
+                                 autosaved died with the process"
+                .into(),
+            (false, false, _) => "Mosquitto saves sessions and queued messages on SIGTERM".into(),
         };
-        if r.tally.lost == 0 {
-            r.note = format!("nothing lost; {}", r.note);
-        }
         rows.push(r);
     }
     persistent.stop();
@@ -534,11 +538,16 @@ pub fn consumer_sigkill(lab: &Lab<'_>, broker: &MosquittoBroker) -> anyhow::Resu
         let clean_start = std::ptr::eq(c, &clean);
         let mut r = row("consumer SIGKILL", c, &(0..n), clean_start);
         r.recovery = recovered;
-        r.note = if clean_start {
-            "clean start: everything published while it was down, and what was in flight, is gone"
-                .into()
-        } else {
-            "unacked messages were redelivered (DUP) to the new process: duplicates, no loss".into()
+        r.note = match (clean_start, r.tally.duplicates) {
+            (true, _) => "clean start: what was published while it was down, and what was in \
+                          flight, is gone"
+                .into(),
+            (false, 0) => "its session kept everything; the messages in flight when it died were \
+                           unacked, so the broker sent them again (DUP) to the new process"
+                .into(),
+            (false, _) => "messages handled but not yet acked when it died came again (DUP): \
+                           at-least-once"
+                .into(),
         };
         rows.push(r);
     }
