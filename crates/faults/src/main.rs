@@ -76,11 +76,14 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let plan = if args.quick {
+    let mut plan = if args.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(secs) = args.outage {
+        plan.outage = Duration::from_secs(secs);
+    }
     if !args.no_build {
         build_examples()?;
     }
