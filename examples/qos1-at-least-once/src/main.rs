@@ -483,6 +483,37 @@ impl RecentKeys {
     }
 }
 
+/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
+///
+/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
+/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
+/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
+/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
+/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
+/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
+async fn poll_or_silence(
+    eventloop: &mut rumqttc::v5::EventLoop,
+    last_heard: &mut tokio::time::Instant,
+    idle_limit: std::time::Duration,
+) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
+    tokio::select! {
+        // Biased: data already waiting wins over a deadline that passed while we were busy.
+        biased;
+        event = eventloop.poll() => {
+            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
+                *last_heard = tokio::time::Instant::now();
+            }
+            event
+        }
+        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
+            eventloop.clean();
+            *last_heard = tokio::time::Instant::now();
+            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,36 +544,5 @@ mod tests {
         assert!(recent.contains("a") && recent.contains("b"));
         recent.insert("c".into());
         assert!(!recent.contains("a") && recent.contains("b") && recent.contains("c"));
-    }
-}
-
-/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
-///
-/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
-/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
-/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
-/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
-/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
-/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
-async fn poll_or_silence(
-    eventloop: &mut rumqttc::v5::EventLoop,
-    last_heard: &mut tokio::time::Instant,
-    idle_limit: std::time::Duration,
-) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
-    tokio::select! {
-        // Biased: data already waiting wins over a deadline that passed while we were busy.
-        biased;
-        event = eventloop.poll() => {
-            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
-            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
-                *last_heard = tokio::time::Instant::now();
-            }
-            event
-        }
-        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
-            eventloop.clean();
-            *last_heard = tokio::time::Instant::now();
-            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
-        }
     }
 }
