@@ -230,3 +230,28 @@ pub async fn wait_for_suback(
         }
     }
 }
+
+/// How long a Paho consumer may take to stop after Ctrl-C / SIGTERM before [`stop_within`] ends
+/// the process: the 10 s drain of the rumqttc examples plus time for the DISCONNECT.
+pub const STOP_MAX: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Call when a stop is requested: if the process is still running `limit` later, it says so and
+/// exits with code 1.
+///
+/// Why a timer and not a drain limit as in the rumqttc examples: with Paho the handler runs in
+/// the event loop itself (there is no separate task to abandon), and a handler stuck in one
+/// message (a hung database call) would keep the process alive until its supervisor's SIGKILL
+/// (Kubernetes: 30 s after SIGTERM), losing the DISCONNECT as well. Paho C acknowledged every
+/// message before the handler saw it, so what was not handled by then is lost either way; the
+/// exit code says the stop was not clean.
+pub fn stop_within(limit: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            "the stop did not finish within {} s (a handler stuck in a message?): exiting now. \
+             The messages Paho had already acknowledged and we had not handled are lost",
+            limit.as_secs()
+        );
+        std::process::exit(i32::from(crate::exit::FAILURE));
+    });
+}

@@ -484,7 +484,7 @@ impl MosquittoBroker {
         line("allow_anonymous false".into());
         line(format!("password_file {}", path("passwd")));
         line("log_dest stderr".into());
-        for log_type in ["error", "warning", "notice", "information"] {
+        for log_type in ["error", "warning", "notice", "information", "subscribe"] {
             line(format!("log_type {log_type}"));
         }
         line("connection_messages true".into());

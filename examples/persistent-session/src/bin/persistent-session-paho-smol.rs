@@ -80,6 +80,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
+        // A stop always stops: at most STOP_MAX, even with a handler stuck in a message.
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 

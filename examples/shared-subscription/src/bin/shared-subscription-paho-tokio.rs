@@ -138,6 +138,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         work: Duration::from_millis(args.work_ms),
         stats: args.connect.stats,
     };
+    // A stop always stops: at most STOP_MAX after Ctrl-C / SIGTERM, even with a handler stuck
+    // in a message (it runs inside the loop below, which then polls nothing else).
+    tokio::spawn(async {
+        common::shutdown::signal().await;
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
+    });
     let shutdown = common::shutdown::signal();
     tokio::pin!(shutdown);
     let result = consume(&target, worker, shutdown.as_mut()).await;

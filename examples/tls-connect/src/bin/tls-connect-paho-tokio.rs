@@ -92,6 +92,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut printer = MessagePrinter::new(args.connect.stats);
     let count = args.connect.count;
     let mut handled = 0u64;
+    // A stop always stops: at most STOP_MAX after Ctrl-C / SIGTERM, even with a handler stuck
+    // in a message (it runs inside the loop below, which then polls nothing else).
+    tokio::spawn(async {
+        common::shutdown::signal().await;
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
+    });
     let shutdown = common::shutdown::signal();
     tokio::pin!(shutdown);
 
