@@ -105,7 +105,7 @@ impl Then {
                  after one, retries with backoff (the broker may be restarting)"
             }
             Then::Retries => {
-                "logs it as a warning and retries for ever with backoff (100 ms doubling to 30 s, \
+                "logs it as a warning and retries for ever with backoff (100 ms doubling to 10 s, \
                  jittered); it never exits for this"
             }
             Then::Warns => "logs a warning and goes on",

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -59,6 +59,16 @@ pub struct BrokerOptions {
     pub extra_config: Vec<String>,
     /// How long to wait for the broker to accept connections after spawning it.
     pub start_timeout: Duration,
+    /// Run Mosquitto in this network namespace (`ip netns exec NAME mosquitto …`; needs root
+    /// and a namespace made with `ip netns add`), so a fault runner can cut the broker's link
+    /// (crates/faults). `None`: the caller's namespace.
+    pub netns: Option<String>,
+    /// The address clients use to reach the broker, for a broker in its own namespace. When set,
+    /// the listeners bind every address of the broker's namespace (its loopback too), the server
+    /// certificate names this address, and readiness is probed on it. `None`: 127.0.0.1 only.
+    pub listen_address: Option<IpAddr>,
+    /// More host names or IP addresses for the server certificate's SANs.
+    pub extra_sans: Vec<String>,
     /// Contents of a Mosquitto `acl_file` (e.g. `"user harness-x\ntopic read a/#"`), or `None`
     /// for no ACL (every authenticated user may read and write everything). Use
     /// [`MosquittoBroker::acl_user_placeholder`] where the generated user name belongs.
@@ -76,6 +86,9 @@ impl Default for BrokerOptions {
             autosave_interval_secs: 1,
             extra_config: Vec::new(),
             start_timeout: Duration::from_secs(5),
+            netns: None,
+            listen_address: None,
+            extra_sans: Vec::new(),
             acl_file: None,
             expired_server_certificate: false,
         }
@@ -249,7 +262,11 @@ impl MosquittoBroker {
             .context(|| "creating a temporary directory".to_string())?;
         set_mode(dir.path(), 0o755)?;
 
-        let pki = TestPki::generate()?;
+        let mut sans = options.extra_sans.clone();
+        if let Some(address) = options.listen_address {
+            sans.push(address.to_string());
+        }
+        let pki = TestPki::generate(&sans)?;
         let ca_path = dir.path().join("ca.pem");
         let wrong_ca_path = dir.path().join("unrelated-ca.pem");
         write_file(&ca_path, &pki.ca_cert, 0o644)?;
@@ -343,6 +360,19 @@ impl MosquittoBroker {
     /// The host name clients should use: the server certificate is valid for it.
     pub fn host(&self) -> &'static str {
         "localhost"
+    }
+
+    /// The address the broker is probed on and clients should use: 127.0.0.1, or
+    /// [`BrokerOptions::listen_address`].
+    pub fn address(&self) -> IpAddr {
+        self.options
+            .listen_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The options the broker was started with.
+    pub fn options(&self) -> &BrokerOptions {
+        &self.options
     }
 
     /// PEM file of the CA that signed the broker's certificates.
@@ -475,9 +505,15 @@ impl MosquittoBroker {
         for extra in &options.extra_config {
             line(extra.clone());
         }
+        // In its own namespace the broker listens on all of that namespace's addresses.
+        let bind = if options.listen_address.is_some() {
+            String::new()
+        } else {
+            " 127.0.0.1".to_string()
+        };
         let tls_listener = |line: &mut dyn FnMut(String), port: u16, name: &str| {
             line(String::new());
-            line(format!("listener {port} 127.0.0.1"));
+            line(format!("listener {port}{bind}"));
             line(format!("cafile {}", path("ca.pem")));
             line(format!("certfile {}", path(&format!("{name}.pem"))));
             line(format!("keyfile {}", path(&format!("{name}.key"))));
@@ -486,14 +522,22 @@ impl MosquittoBroker {
         tls_listener(&mut line, self.ports.wrong_name_tls, "wrong-host");
         // Last on purpose: once it accepts, the listeners before it are bound too.
         line(String::new());
-        line(format!("listener {} 127.0.0.1", self.ports.plaintext));
+        line(format!("listener {}{bind}", self.ports.plaintext));
         conf
     }
 
     /// Spawns Mosquitto with the current config and waits until its last
     /// listener accepts TCP connections.
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let mut child = Command::new(&self.mosquitto)
+        let mut command = match &self.options.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&self.mosquitto);
+                command
+            }
+            None => Command::new(&self.mosquitto),
+        };
+        let mut child = command
             .arg("-c")
             .arg(&self.config_path)
             .current_dir(self.dir.path())
@@ -512,7 +556,7 @@ impl MosquittoBroker {
         let mut running = RunningBroker { child, readers };
 
         let started = Instant::now();
-        let probe = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.plaintext));
+        let probe = SocketAddr::from((self.address(), self.ports.plaintext));
         loop {
             if let Ok(Some(status)) = running.child.try_wait() {
                 running.join_readers();
