@@ -17,6 +17,12 @@ impl ConnectFailure {
         use paho_mqtt::Error;
 
         let detail = format!("paho-mqtt: {err}");
+        // Paho C reports a host name that does not resolve as "General failure" (its trace says
+        // "getaddrinfo failed"), which would be retried for ever; ask the resolver ourselves, so
+        // that a typo in `host` stops at start with exit code 8 as with rumqttc (issue #16).
+        if !matches!(err, Error::ReasonCode(..) | Error::ConnectReturn(_)) && !resolves(target) {
+            return ConnectFailure::new(FailureKind::DnsFailure, target, detail);
+        }
         let kind = match err {
             Error::ReasonCode(code, _) => kind_for_reason(*code),
             Error::ConnectReturn(code) => match code {
@@ -53,6 +59,15 @@ impl ConnectFailure {
             "paho-mqtt: connection lost (closed without a DISCONNECT packet)",
         )
     }
+}
+
+/// Whether the broker's host name resolves (a blocking lookup: only called after a failure).
+fn resolves(target: &BrokerTarget) -> bool {
+    use std::net::ToSocketAddrs;
+    target
+        .address()
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some())
 }
 
 /// Paho's `TCP/TLS connect failure`: one error for an unknown CA, a certificate for another host
@@ -176,6 +191,24 @@ pub fn connect_options(
         builder.ssl_options(roots.paho_ssl_options()?);
     }
     Ok(builder)
+}
+
+/// Sends DISCONNECT when connected and says how it went, for the last log line
+/// (`processed N messages; disconnected cleanly`, or what happened instead).
+///
+/// Paho completes the DISCONNECT token once the packet is written; when the connection is
+/// already gone (broker down, taken over) there is nothing to send it on, and the broker keeps
+/// what a persistent session had not received. Saying "disconnected cleanly" then would be a lie
+/// the tests would believe (issue #16), so only [`Disconnected::Cleanly`] prints it.
+pub async fn disconnect(client: &paho_mqtt::AsyncClient) -> crate::rumqttc_util::Disconnected {
+    use crate::rumqttc_util::Disconnected;
+    if !client.is_connected() {
+        return Disconnected::NotQueued;
+    }
+    match client.disconnect(None).await {
+        Ok(_) => Disconnected::Cleanly,
+        Err(err) => Disconnected::Failed(err.to_string()),
+    }
 }
 
 /// Takes the messages still waiting in Paho's event stream, typically right after DISCONNECT.
