@@ -238,6 +238,39 @@ pub fn report_dropped(count: usize) {
     }
 }
 
+/// One question of a leaving shared-subscription member's drain: sends an UNSUBSCRIBE of
+/// `filter` (the first one leaves the group; the next ones only ask, "no subscription existed")
+/// and waits for its UNSUBACK until `limit`. Returns the messages that are in the stream once the
+/// answer is in, `None` when there was no answer (connection gone, limit reached).
+///
+/// Why it tells the end of a drain: Paho C acks each message as it reads it, and handles a
+/// connection's packets in order, so every message the broker wrote before the UNSUBACK is in the
+/// stream when the answer completes the token. An answer with nothing before it means the broker
+/// had nothing more queued for us; ask until that happens twice in a row (the broker may write
+/// what an ack released one loop turn later), and no idle timer is needed (issue #16: the former
+/// 0.5 s idle gap lost messages on a loaded machine).
+pub async fn messages_before_unsuback(
+    client: &paho_mqtt::AsyncClient,
+    events: &paho_mqtt::AsyncReceiver<paho_mqtt::Event>,
+    filter: &str,
+    limit: std::time::Instant,
+) -> Option<Vec<paho_mqtt::Message>> {
+    use futures::future::{select, Either};
+    let left = limit.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() || !client.is_connected() {
+        return None;
+    }
+    let answer = client.unsubscribe(filter);
+    match select(answer, futures_timer::Delay::new(left)).await {
+        Either::Left((Ok(_), _)) => Some(take_waiting_messages(events)),
+        Either::Left((Err(err), _)) => {
+            tracing::warn!("UNSUBSCRIBE failed: {err}");
+            None
+        }
+        Either::Right(_) => None,
+    }
+}
+
 /// Waits for the SUBACK of a SUBSCRIBE (the token from `client.subscribe(..)` or
 /// `subscribe_with_options(..)`): `Ok(true)` when granted, `Ok(false)` when the connection
 /// dropped first (the event stream reports the loss next), an error when refused.
