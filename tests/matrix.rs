@@ -682,10 +682,8 @@ fn shared_subscription_every_variant_splits_the_stream_between_two_members_witho
             (0..100).collect::<Vec<u64>>(),
             "{bin}: lost or duplicated"
         );
-        assert!(
-            split.iter().all(|n| *n > 0),
-            "{bin}: a member got nothing: {split:?}"
-        );
+        // Mosquitto deals round-robin as messages are published: exactly half each.
+        assert_eq!(split, vec![50, 50], "{bin}: not dealt round-robin");
         assert!(
             members[0].stdout().contains(&format!(
                 "[matrix-share-{}-1] message 1 on ",
