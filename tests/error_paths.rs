@@ -79,7 +79,11 @@ fn a_refused_connection_is_retried_not_an_exit() {
         assert!(process.try_exit_status().is_none(), "{bin} gave up");
         process.terminate();
         let status = expect_exit(&mut process);
-        assert!(status.success(), "{bin}: {status}\n{}", process.transcript());
+        assert!(
+            status.success(),
+            "{bin}: {status}\n{}",
+            process.transcript()
+        );
         // It never had a connection, so it must not claim a clean DISCONNECT.
         assert!(
             !process.transcript().contains("disconnected cleanly"),
@@ -104,7 +108,10 @@ fn paho_stops_with_exit_4_when_the_first_connection_is_refused() {
         "tls-connect-paho-tokio",
         &creds,
         4,
-        &["Paho does not say which check failed", "nothing accepts connections at"],
+        &[
+            "Paho does not say which check failed",
+            "nothing accepts connections at",
+        ],
     );
 }
 
@@ -264,7 +271,12 @@ fn credentials_come_from_mqtt_creds_then_dot_creds_json_and_client_id_overrides(
         // --client-id replaces the file's clientId.
         let path = fx.write(&fx.creds(&format!("file-id-{bin}")));
         let mut command = mosquitto_harness::example_command(bin);
-        command.args(["--creds", &path_str(&path), "--client-id", &format!("flag-id-{bin}")]);
+        command.args([
+            "--creds",
+            &path_str(&path),
+            "--client-id",
+            &format!("flag-id-{bin}"),
+        ]);
         receives_one_as(&fx, command, &format!("flag-id-{bin}"));
         assert!(
             !fx.broker.log().contains(&format!("as file-id-{bin} (")),
@@ -323,6 +335,10 @@ fn the_backoff_starts_over_after_a_stable_connection() {
         );
         process.terminate();
         let status = expect_exit(&mut process);
-        assert!(status.success(), "{bin}: {status}\n{}", process.transcript());
+        assert!(
+            status.success(),
+            "{bin}: {status}\n{}",
+            process.transcript()
+        );
     }
 }

@@ -95,7 +95,9 @@ fn a_backlog_over_the_default_queue_limit_loses_the_newest_messages_silently() {
     );
     // And the operator's only sign: Mosquitto's log.
     assert!(
-        fx.broker.log().contains("Outgoing messages are being dropped for client queue-cap"),
+        fx.broker
+            .log()
+            .contains("Outgoing messages are being dropped for client queue-cap"),
         "{}",
         fx.broker.log()
     );

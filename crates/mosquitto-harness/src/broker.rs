@@ -667,9 +667,7 @@ fn create_dynsec_file(
     let text = fs::read_to_string(&file).context(|| format!("reading {}", file.display()))?;
     let mut config: serde_json::Value = serde_json::from_str(&text)
         .map_err(|err| HarnessError::Mqtt(format!("mosquitto_ctrl wrote bad JSON: {err}")))?;
-    let acl = |acltype: &str, topic: &str| {
-        serde_json::json!({"acltype": acltype, "topic": topic, "priority": 0, "allow": true})
-    };
+    let acl = |acltype: &str, topic: &str| serde_json::json!({"acltype": acltype, "topic": topic, "priority": 0, "allow": true});
     let mut acls = vec![
         acl("publishClientSend", "#"),
         acl("publishClientReceive", "#"),

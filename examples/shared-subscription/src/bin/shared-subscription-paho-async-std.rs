@@ -291,7 +291,11 @@ async fn consume(
             else {
                 break;
             };
-            quiet_answers = if arrived.is_empty() { quiet_answers + 1 } else { 0 };
+            quiet_answers = if arrived.is_empty() {
+                quiet_answers + 1
+            } else {
+                0
+            };
             for message in arrived {
                 handled += 1;
                 handle(&mut printer, &id, handled, &message, work).await;
