@@ -336,3 +336,54 @@ fn a_session_left_without_its_subscription_is_subscribed_again() {
         sub.transcript()
     );
 }
+
+/// SIGTERM while the work queue is full (issue #16, the stop path): the process finishes the
+/// messages it holds, acks each, and sends DISCONNECT (the broker's log shows it); the next run
+/// gets exactly the rest. So nothing is lost and nothing it finished comes back.
+#[test]
+fn sigterm_with_a_full_work_queue_acks_what_it_finished_and_loses_nothing() {
+    const K: u64 = 40;
+    let fx = Fixture::new();
+    let id = "qos1-term-busy";
+    let args = fx.args(id);
+    // 100 ms per message: at the stop most of the 40 are received and waiting, unacked.
+    let mut first = spawn(BIN, &with(&args, &["--work-ms", "100"]));
+    expect_line(&first, "subscribed to");
+    fx.publish(K);
+    let seen = first.wait_for_count(|l| l.starts_with("processed seq="), 3, WAIT);
+    assert!(seen >= 3, "{}", first.transcript());
+    first.terminate();
+    let status = expect_exit(&mut first);
+    assert!(status.success(), "{status}:\n{}", first.transcript());
+    assert!(
+        fx.broker
+            .wait_for_log(&format!("Client {id} disconnected."), WAIT),
+        "no DISCONNECT reached the broker:\n{}",
+        fx.broker.log()
+    );
+    let run1 = seq_set(&processed(&first));
+    assert!(
+        (run1.len() as u64) < K,
+        "the first run finished everything before the stop:\n{}",
+        first.transcript()
+    );
+
+    let mut second = spawn(BIN, &args);
+    expect_line(&second, "session present: true");
+    expect_processed(&second, K - 1);
+    let _ = stop_and_summary(&mut second);
+    let run2 = seq_set(&processed(&second));
+    let transcript = format!("{}\n{}", first.transcript(), second.transcript());
+    let twice: Vec<&u64> = run1.intersection(&run2).collect();
+    assert!(
+        twice.is_empty(),
+        "finished and acked before the stop, yet delivered again: {twice:?}\n{transcript}"
+    );
+    let union: BTreeSet<u64> = run1.union(&run2).copied().collect();
+    assert_eq!(union, (0..K).collect(), "{transcript}");
+    eprintln!(
+        "SIGTERM with a busy queue: {} finished before the stop, {} after the restart, 0 twice",
+        run1.len(),
+        run2.len()
+    );
+}
