@@ -483,7 +483,7 @@ impl MosquittoBroker {
             line(format!("acl_file {}", path("acl")));
         }
         if options.subscribe_only.is_some() {
-            line("plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so".into());
+            line(format!("plugin {}", dynsec_plugin().display()));
             line(format!("plugin_opt_config_file {}", path("dynsec.json")));
         }
         for extra in &options.extra_config {
@@ -636,6 +636,21 @@ fn create_password_file(
     set_mode(file, 0o644)
 }
 
+/// Mosquitto's dynamic-security plugin, where the Debian/Ubuntu `mosquitto` package puts it.
+fn dynsec_plugin() -> PathBuf {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(candidates[0]))
+}
+
 /// Writes `dynsec.json` for [`BrokerOptions::subscribe_only`]: `mosquitto_ctrl dynsec init` makes
 /// the user (with its password hashed as the plugin wants), then its one role is rewritten to
 /// allow publishing and receiving everything but subscribing only to `patterns`.
@@ -647,6 +662,11 @@ fn create_dynsec_file(
 ) -> Result<(), HarnessError> {
     let file = dir.join("dynsec.json");
     let mosquitto_ctrl = find_program("mosquitto_ctrl")?;
+    if !dynsec_plugin().is_file() {
+        return Err(HarnessError::NotInstalled {
+            program: "mosquitto_dynamic_security.so (Debian package mosquitto)",
+        });
+    }
     let output = Command::new(&mosquitto_ctrl)
         .args(["dynsec", "init"])
         .arg(&file)
