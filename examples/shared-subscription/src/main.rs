@@ -44,7 +44,9 @@
 //!   A *graceful* stop loses nothing: on SIGTERM each worker first leaves the group
 //!   (UNSUBSCRIBE), handles what the broker already dealt it until the broker says there is
 //!   nothing more (an UNSUBACK that no message overtook, twice: see `Drain`), then disconnects
-//!   (tests/shared_subscription.rs, also with the CPU loaded: `drain_under_load`). Any client id works, so this suits a Deployment or `docker run --scale`.
+//!   (tests/shared_subscription.rs, also with the CPU saturated and with the broker frozen for 2 s
+//!   mid-drain: `a_pause_of_the_broker_during_the_drain_loses_nothing`). Any client id works,
+//!   so this suits a Deployment or `docker run --scale`.
 //! - *Persistent sessions* (`--session-expiry SECS`, which requires `--instance`). Mosquitto
 //!   keeps dealing an OFFLINE persistent member its share and queues it in its session; the
 //!   member gets it when it comes back with the same client id. A rolling restart of three
