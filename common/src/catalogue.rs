@@ -426,7 +426,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file /nonexistent.pem`",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file /nonexistent.pem`; `tests/error_paths.rs`: `a_missing_or_non_pem_ca_file_exits_4`",
     },
     /// No PEM certificate in the CA file.
     CaFileNoCertificate => Entry {
@@ -439,7 +439,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file Cargo.toml`",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file Cargo.toml`; `tests/error_paths.rs`: `a_missing_or_non_pem_ca_file_exits_4`",
     },
     /// A certificate in the CA file was rejected.
     CaFileBadCertificate => Entry {
@@ -519,7 +519,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: "every rumqttc example and variant",
-        see_it: "Measured with a certificate made by `openssl ca -startdate 20200101000000Z -enddate 20210101000000Z`: `tls-connect` exits 4 with this message.",
+        see_it: "Measured with a certificate made by `openssl ca -startdate 20200101000000Z -enddate 20210101000000Z`: `tls-connect` exits 4 with this message; `tests/error_paths.rs`: `an_expired_broker_certificate_exits_4`",
     },
     /// Another certificate problem.
     TlsRejected => Entry {
@@ -623,7 +623,7 @@ catalogue! {
         exit_code: Some(exit::NETWORK),
         then: Then::StopsBeforeFirstConnection,
         printed_by: EVERY_EXAMPLE,
-        see_it: "`sed s/mqtt.example.link-labs.com/broker.invalid/ creds.example.json > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json` (`.invalid` never resolves)",
+        see_it: "`tests/error_paths.rs`: `a_host_name_that_does_not_resolve_exits_8` (or: `sed s/mqtt.example.link-labs.com/broker.invalid/ creds.example.json > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json`; `.invalid` never resolves)",
     },
     /// TCP connection refused.
     ConnectionRefused => Entry {
@@ -632,11 +632,11 @@ catalogue! {
         prints: &["nothing accepts connections at … (connection refused)"],
         means: "The host answered, but nothing listens on that port (TCP RST).",
         causes: &["the broker is restarting or down", "a wrong `port`"],
-        fix: "Wait: the program retries. If it never connects, check `port` (Link Labs: 8883).",
+        fix: "Wait: the rumqttc examples retry. If it never connects, check `port` (Link Labs: 8883). Paho cannot tell a refused connection from a TLS failure before its first connection, so the Paho variants stop with exit 4 (see `paho-tcp-tls-connect-failure`); after a first connection they retry too.",
         exit_code: None,
         then: Then::Retries,
         printed_by: EVERY_EXAMPLE,
-        see_it: "`tests/stop_while_broker_down.rs`",
+        see_it: "`tests/error_paths.rs`: `a_refused_connection_is_retried_not_an_exit`, `paho_stops_with_exit_4_when_the_first_connection_is_refused`; `tests/stop_while_broker_down.rs`",
     },
     /// No answer in time.
     Timeout => Entry {
@@ -716,7 +716,7 @@ catalogue! {
         exit_code: Some(exit::AUTH),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE,
-        see_it: "",
+        see_it: "`tests/error_paths.rs`: `a_refused_subscription_exits_5` (Mosquitto's dynamic-security plugin refuses with 0x87; its plain `acl_file` grants the SUBSCRIBE and delivers nothing)",
     },
     /// QoS 0 granted.
     Qos0Granted => Entry {

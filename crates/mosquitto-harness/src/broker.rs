@@ -76,6 +76,12 @@ pub struct BrokerOptions {
     /// Serve an EXPIRED certificate (valid 2020-01-01 to 2021-01-01, otherwise correct: right CA,
     /// right host names) on [`MosquittoBroker::tls_port`].
     pub expired_server_certificate: bool,
+    /// `Some(patterns)`: also load Mosquitto's dynamic-security plugin, which lets the harness
+    /// user SUBSCRIBE only to these filter patterns and answers any other SUBSCRIBE with SUBACK
+    /// 0x87 *Not authorized* (the plain `acl_file` never refuses a SUBSCRIBE: it grants it and
+    /// delivers nothing). Mosquitto matches the whole filter, so `$share/g/a/#` is refused under
+    /// the pattern `a/#`. Publishing and receiving stay allowed everywhere.
+    pub subscribe_only: Option<Vec<String>>,
 }
 
 impl Default for BrokerOptions {
@@ -91,6 +97,7 @@ impl Default for BrokerOptions {
             extra_sans: Vec::new(),
             acl_file: None,
             expired_server_certificate: false,
+            subscribe_only: None,
         }
     }
 }
@@ -298,6 +305,9 @@ impl MosquittoBroker {
             let acl = acl.replace(ACL_USER_PLACEHOLDER, &username);
             write_file(&dir.path().join("acl"), &acl, 0o644)?;
         }
+        if let Some(patterns) = &options.subscribe_only {
+            create_dynsec_file(dir.path(), &username, &password, patterns)?;
+        }
 
         let persistence_dir = dir.path().join("persistence");
         fs::create_dir(&persistence_dir)
@@ -502,6 +512,10 @@ impl MosquittoBroker {
         if options.acl_file.is_some() {
             line(format!("acl_file {}", path("acl")));
         }
+        if options.subscribe_only.is_some() {
+            line(format!("plugin {}", dynsec_plugin().display()));
+            line(format!("plugin_opt_config_file {}", path("dynsec.json")));
+        }
         for extra in &options.extra_config {
             line(extra.clone());
         }
@@ -664,6 +678,70 @@ fn create_password_file(
         });
     }
     set_mode(file, 0o644)
+}
+
+/// Mosquitto's dynamic-security plugin, where the Debian/Ubuntu `mosquitto` package puts it.
+fn dynsec_plugin() -> PathBuf {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(candidates[0]))
+}
+
+/// Writes `dynsec.json` for [`BrokerOptions::subscribe_only`]: `mosquitto_ctrl dynsec init` makes
+/// the user (with its password hashed as the plugin wants), then its one role is rewritten to
+/// allow publishing and receiving everything but subscribing only to `patterns`.
+fn create_dynsec_file(
+    dir: &Path,
+    username: &str,
+    password: &str,
+    patterns: &[String],
+) -> Result<(), HarnessError> {
+    let file = dir.join("dynsec.json");
+    let mosquitto_ctrl = find_program("mosquitto_ctrl")?;
+    if !dynsec_plugin().is_file() {
+        return Err(HarnessError::NotInstalled {
+            program: "mosquitto_dynamic_security.so (Debian package mosquitto)",
+        });
+    }
+    let output = Command::new(&mosquitto_ctrl)
+        .args(["dynsec", "init"])
+        .arg(&file)
+        .args([username, password])
+        .stdin(Stdio::null())
+        .output()
+        .context(|| format!("running {}", mosquitto_ctrl.display()))?;
+    if !output.status.success() {
+        return Err(HarnessError::Passwd {
+            status: output.status.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
+    }
+    let text = fs::read_to_string(&file).context(|| format!("reading {}", file.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|err| HarnessError::Mqtt(format!("mosquitto_ctrl wrote bad JSON: {err}")))?;
+    let acl = |acltype: &str, topic: &str| serde_json::json!({"acltype": acltype, "topic": topic, "priority": 0, "allow": true});
+    let mut acls = vec![
+        acl("publishClientSend", "#"),
+        acl("publishClientReceive", "#"),
+        acl("unsubscribePattern", "#"),
+    ];
+    acls.extend(patterns.iter().map(|p| acl("subscribePattern", p)));
+    for role in config["roles"].as_array_mut().into_iter().flatten() {
+        role["acls"] = serde_json::Value::Array(acls.clone());
+    }
+    write_file(&file, &config.to_string(), 0o644)
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {
