@@ -77,6 +77,15 @@ struct Args {
     /// cells empty: for investigating, not for docs/.
     #[arg(long, value_enum)]
     phase: Vec<Phase>,
+
+    /// Messages in the backlog drain (default 100,000; --quick 5,000), e.g. to see how a
+    /// consumer's peak memory grows with the backlog.
+    #[arg(long, value_name = "N")]
+    drain_messages: Option<u64>,
+
+    /// Rounds of the backlog drain (default 3; --quick 1).
+    #[arg(long, value_name = "N")]
+    drain_rounds: Option<usize>,
 }
 
 /// The measurements, in the order they run.
@@ -161,11 +170,17 @@ fn run(args: &Args) -> anyhow::Result<Vec<Check>> {
     let profile = bin_dir
         .file_name()
         .map_or_else(|| "?".to_owned(), |n| n.to_string_lossy().into_owned());
-    let sizes = if args.quick {
+    let mut sizes = if args.quick {
         Sizes::QUICK
     } else {
         Sizes::FULL
     };
+    if let Some(n) = args.drain_messages {
+        sizes.drain = n;
+    }
+    if let Some(rounds) = args.drain_rounds {
+        sizes.drain_rounds = rounds.max(1);
+    }
     if !args.quick && profile != "release" {
         eprintln!(
             "bench: WARNING: this is a {profile} build; the figures are only meaningful with \
