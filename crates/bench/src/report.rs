@@ -950,7 +950,7 @@ fn drain_targets(rows: &[Row], out: &mut Vec<Target>) {
                 cells.join(", ")
             ),
             met: Some(met),
-            why: why_drain_rate(rows, control),
+            why: why_drain_rate(rows),
         });
     }
 
@@ -987,16 +987,32 @@ fn drain_targets(rows: &[Row], out: &mut Vec<Target>) {
 }
 
 /// What sets the drain rates, from the CPU each consumer spent per message in this run.
-fn why_drain_rate(rows: &[Row], control: &DrainRun) -> String {
-    let runs: Vec<(&Row, &DrainRun)> = drain_rows(rows).filter(|(r, _)| r.is_rust()).collect();
-    let cpu: Vec<String> = runs
+fn why_drain_rate(rows: &[Row]) -> String {
+    let runs: Vec<(&Row, &DrainRun)> = drain_rows(rows).collect();
+    // CPU time over the time from process start to the last message = how many cores the
+    // consumer kept busy while it caught up (startup included): well below 1 means it was
+    // waiting (for the broker, for a core on a loaded machine, or between its own threads).
+    let busy = |run: &DrainRun| {
+        run.cpu_us_per_msg() * run.backlog as f64 / (run.to_last.as_secs_f64() * 1e6).max(1.0)
+    };
+    let cells: Vec<String> = runs
         .iter()
-        .map(|(r, run)| format!("{} {:.1}", r.variant.name, run.cpu_us_per_msg()))
+        .map(|(r, run)| {
+            format!(
+                "{} {:.1} µs/msg, {:.2} cores",
+                r.variant.name,
+                run.cpu_us_per_msg(),
+                busy(run),
+            )
+        })
         .collect();
     let mut why = format!(
-        "Draining is bound by the consumer's CPU per message (CPU µs/msg: mosquitto_sub {:.1}, {}). ",
-        control.cpu_us_per_msg(),
-        cpu.join(", "),
+        "CPU per message, and how many cores each kept busy from its start to its last message \
+         (CPU time ÷ start→last; well below 1 = waiting, not computing): {}. On 2 cores shared \
+         with the broker (single-threaded; it takes each message out of the session's queue \
+         and encrypts it) and, in this run, with other work (load average in the header), the \
+         consumer that needs the least CPU is not always the fastest. ",
+        cells.join("; "),
     );
     let find =
         |pred: &dyn Fn(&Row) -> bool| runs.iter().find(|(r, _)| pred(r)).map(|(_, run)| *run);
@@ -1005,10 +1021,19 @@ fn why_drain_rate(rows: &[Row], control: &DrainRun) -> String {
     let tls = find(&|r| r.variant.name.ends_with("-rumqttc-native-tls"));
     if let (Some(tls), Some(base)) = (tls, base) {
         why.push_str(&format!(
-            "native-tls drains at {:.2}× the rustls build of the same program, {:+.1} µs/msg: \
-             {NATIVE_TLS_READS} ",
+            "native-tls drains at {:.2}× the rustls build of the same program and costs {:+.1} \
+             µs/msg: {NATIVE_TLS_READS} ",
             tls.figures.rate / base.figures.rate,
             tls.cpu_us_per_msg() - base.cpu_us_per_msg(),
+        ));
+    }
+    if let Some(blocking) = find(&|r| r.variant.name.ends_with("-rumqttc-blocking")) {
+        why.push_str(&format!(
+            "rumqttc-blocking keeps {:.2} cores busy: its connection thread runs rumqttc's \
+             event loop through `block_on` once per event (with a timer each call, for Ctrl-C), \
+             and the handler is another thread, so every message crosses threads on its way to \
+             the handler and its ack on the way back — a wake-up each way. ",
+            busy(blocking),
         ));
     }
     why.trim_end().to_owned()
