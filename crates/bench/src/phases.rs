@@ -855,12 +855,13 @@ impl DrainRun {
 ///
 /// The consumer's `stats:` line gives the drain from its first to its last message; the wall
 /// time runs from its start to its exit.
-pub fn drain_run(
-    ctx: &mut Ctx,
-    broker: &MosquittoBroker,
-    variant: &Variant,
-    program: &Path,
-) -> anyhow::Result<DrainRun> {
+///
+/// Each run has a broker of its own: a persistent session left behind keeps its subscription,
+/// so on a shared broker every later backlog would be queued in every earlier consumer's
+/// session too (measured: after ten runs of 100,000 the first session hit
+/// `max_queued_messages` and the broker dropped messages), slowing the broker down run by run.
+pub fn drain_run(ctx: &mut Ctx, variant: &Variant, program: &Path) -> anyhow::Result<DrainRun> {
+    let broker = &start_broker(false)?;
     let n = ctx.sizes.drain;
     let client_id = ctx.client_id("drain");
     // mosquitto_sub resumes its own session: clean start off, session kept for an hour.
@@ -903,7 +904,7 @@ pub fn drain_run(
         publisher.disconnect().await;
         anyhow::Ok(n as f64 / took.as_secs_f64())
     })?;
-    check_broker_dropped_nothing(broker)?;
+    check_dropped_nothing_for(broker, &client_id)?;
 
     let started = Instant::now();
     let started_unix_us = crate::traffic::unix_us();
@@ -943,6 +944,7 @@ pub fn drain_run(
     if exit.code != Some(0) {
         bail!("{} after the drain\n{}", exit.describe(), proc.tail(15));
     }
+    check_dropped_nothing_for(broker, &client_id)?;
     // Start to last message: the consumer's `stats:` line comes right after its last message;
     // mosquitto_sub stamps each message with the wall clock.
     let to_last = match variant.kind {
@@ -968,6 +970,29 @@ pub fn drain_run(
         idle_rss_kib: idle.max_rss_kib,
         publish_rate,
     })
+}
+
+/// Fails if the broker dropped messages for `client_id` (one run's verdict: a drop in another
+/// run on the same broker is that run's), with every broker log line naming the client.
+fn check_dropped_nothing_for(broker: &MosquittoBroker, client_id: &str) -> anyhow::Result<()> {
+    let log = broker.log();
+    let drop_line = format!("{BROKER_DROP_LINE} for client {client_id}.");
+    let dropped = log.lines().any(|l| l.contains(drop_line.as_str()));
+    if dropped {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(" {client_id} "))
+                    || l.contains(&format!(" {client_id}."))
+                    || l.contains(&format!(" {client_id},"))
+            })
+            .collect();
+        bail!(
+            "the broker dropped messages for {client_id}:\n{}",
+            lines.join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// Waits until the broker logged that `client_id` left (cleanly or not), so that the backlog

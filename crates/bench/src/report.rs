@@ -19,8 +19,11 @@ pub struct Row {
     pub shared: Vec<Result<SharedRun, String>>,
     pub takeover: Vec<Result<TakeoverRun, String>>,
     pub takeover_demo: Option<Result<TakeoverRun, String>>,
-    /// The backlog drain (persistent-session variants and mosquitto_sub).
+    /// The backlog drain (persistent-session variants and mosquitto_sub): the median of the
+    /// rounds that worked, or the error when none did.
     pub drain: Option<Result<DrainRun, String>>,
+    /// Rounds of the drain that failed (reported beside the figures).
+    pub drain_failures: Vec<String>,
 }
 
 impl Row {
@@ -36,6 +39,7 @@ impl Row {
             takeover: Vec::new(),
             takeover_demo: None,
             drain: None,
+            drain_failures: Vec::new(),
         }
     }
 
@@ -903,7 +907,25 @@ fn drain_section(md: &mut String, s: &Sizes, rows: &[Row]) {
                 )
             }
         };
-        let _ = writeln!(md, "| {} | {} | {cells} |", v.name, v.stack);
+        let failed = match (&row.drain, row.drain_failures.len()) {
+            (Some(Ok(_)), n) if n > 0 => format!(" **{n} round(s) FAILED**, see below"),
+            _ => String::new(),
+        };
+        let _ = writeln!(md, "| {} | {} | {cells}{failed} |", v.name, v.stack);
+    }
+    for row in rows.iter().filter(|r| matches!(r.drain, Some(Ok(_)))) {
+        for failure in &row.drain_failures {
+            let _ = writeln!(
+                md,
+                "\n**{}** failed {}",
+                row.variant.name,
+                failure
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+                    .replace('|', "/")
+            );
+        }
     }
     if let Some(rate) = drain_rows(rows)
         .map(|(_, run)| run.publish_rate)
