@@ -25,7 +25,7 @@ struct DrainBar {
     /// First to last message (msg/s).
     rate: f64,
     /// Process start to last message (msg/s).
-    to_last_rate: f64,
+    catch_up_rate: f64,
 }
 
 /// Draws two horizontal bar charts: receive rate (msg/s), and end-to-end latency at the fixed
@@ -54,7 +54,7 @@ pub fn write_svg(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
                 name: r.variant.name.to_owned(),
                 runs: run.runs,
                 rate: run.figures.rate,
-                to_last_rate: run.to_last_rate(),
+                catch_up_rate: run.catch_up_rate(),
             })
         })
         .collect();
@@ -103,7 +103,7 @@ fn draw_drain(area: &Area, bars: &[DrainBar]) -> Result<(), Box<dyn std::error::
     let rows = || (0..(n - 1).max(1)).into_segmented();
     let max_rate = bars
         .iter()
-        .map(|b| b.rate.max(b.to_last_rate))
+        .map(|b| b.rate.max(b.catch_up_rate))
         .fold(1.0, f64::max)
         * 1.25;
     let runs = bars.iter().map(|b| b.runs).max().unwrap_or(1);
@@ -150,7 +150,7 @@ fn draw_drain(area: &Area, bars: &[DrainBar]) -> Result<(), Box<dyn std::error::
             let mut bar = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(slot(i))),
-                    (b.to_last_rate, SegmentValue::Exact(slot(i) + 1)),
+                    (b.catch_up_rate, SegmentValue::Exact(slot(i) + 1)),
                 ],
                 narrow.filled(),
             );
@@ -161,8 +161,8 @@ fn draw_drain(area: &Area, bars: &[DrainBar]) -> Result<(), Box<dyn std::error::
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], narrow.filled()));
     chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
         Text::new(
-            format!("{:.0} / {:.0}", b.rate, b.to_last_rate),
-            (b.rate.max(b.to_last_rate), SegmentValue::CenterOf(slot(i))),
+            format!("{:.0} / {:.0}", b.rate, b.catch_up_rate),
+            (b.rate.max(b.catch_up_rate), SegmentValue::CenterOf(slot(i))),
             ("sans-serif", 13),
         )
     }))?;
@@ -318,7 +318,7 @@ mod tests {
             name: "drainer".to_owned(),
             runs: 3,
             rate: 90_000.0,
-            to_last_rate: 61_000.0,
+            catch_up_rate: 61_000.0,
         }];
         let path = std::env::temp_dir().join("bench-chart-test.svg");
         super::draw(&path, &bars, &drains).unwrap();

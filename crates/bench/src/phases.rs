@@ -814,7 +814,7 @@ impl DrainRun {
     }
 
     /// The backlog over the time from process start to the last message (msg/s).
-    pub fn to_last_rate(&self) -> f64 {
+    pub fn catch_up_rate(&self) -> f64 {
         let secs = self.to_last.as_secs_f64();
         if secs > 0.0 {
             self.backlog as f64 / secs

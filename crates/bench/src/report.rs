@@ -896,8 +896,8 @@ fn drain_section(md: &mut String, s: &Sizes, rows: &[Row]) {
                     control.map_or(String::new(), |c| ratio(run.figures.rate, c.figures.rate)),
                     run.figures.elapsed_us as f64 / 1e3,
                     run.to_last.as_secs_f64() * 1e3,
-                    run.to_last_rate(),
-                    control.map_or(String::new(), |c| ratio(run.to_last_rate(), c.to_last_rate())),
+                    run.catch_up_rate(),
+                    control.map_or(String::new(), |c| ratio(run.catch_up_rate(), c.catch_up_rate())),
                     run.wall.as_secs_f64() * 1e3,
                     run.cpu_us_per_msg(),
                     run.max_rss_kib as f64 / 1024.0,
@@ -957,7 +957,7 @@ fn drain_targets(rows: &[Row], out: &mut Vec<Target>) {
                     "{} {:.2}× (start→last {:.2}×)",
                     row.variant.name,
                     run.figures.rate / control.figures.rate,
-                    run.to_last_rate() / control.to_last_rate().max(f64::MIN_POSITIVE),
+                    run.catch_up_rate() / control.catch_up_rate().max(f64::MIN_POSITIVE),
                 )
             })
             .collect();
