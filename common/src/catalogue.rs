@@ -1910,7 +1910,11 @@ mod tests {
     #[cfg(feature = "paho")]
     #[test]
     fn pahos_one_tls_error_is_catalogued() {
-        let failure = ConnectFailure::from_paho(&paho_mqtt::Error::TcpTlsConnectFailure, &target());
+        // A host that resolves: for one that does not, `from_paho` reports the DNS failure
+        // instead (Paho C would call it "General failure").
+        let mut target = target();
+        target.credentials.host = "localhost".into();
+        let failure = ConnectFailure::from_paho(&paho_mqtt::Error::TcpTlsConnectFailure, &target);
         assert_eq!(
             key_for_connect_failure(&failure),
             Key::PahoTcpTlsConnectFailure
