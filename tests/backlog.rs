@@ -257,3 +257,58 @@ fn a_stop_ends_shared_subscription_with_a_stuck_handler() {
         &["--instance", "1", "--session-expiry", "3600"],
     );
 }
+
+#[test]
+fn a_stop_ends_shared_subscription_rumqttc_variants_with_a_stuck_handler() {
+    for bin in [
+        "shared-subscription-rumqttc-native-tls",
+        "shared-subscription-rumqttc-blocking",
+    ] {
+        a_stop_ends_a_consumer_whose_handler_is_stuck(
+            bin,
+            &["--instance", "1", "--session-expiry", "3600"],
+        );
+    }
+}
+
+/// Paho runs the handler inside its event loop, so there is no handler task to abandon: after
+/// `STOP_MAX` (15 s) the process says what it loses and exits 1 (Paho C had acknowledged the
+/// messages, so the ones not handled are gone).
+#[test]
+fn a_stop_ends_shared_subscription_paho_variants_with_a_stuck_handler() {
+    for bin in [
+        "shared-subscription-paho-async-std",
+        "shared-subscription-paho-smol",
+        "shared-subscription-paho-tokio",
+    ] {
+        let fx = Fixture::new();
+        let mut args = fx.args(&format!("{bin}-stuck"));
+        args.extend(
+            [
+                "--instance",
+                "1",
+                "--session-expiry",
+                "3600",
+                "--work-ms",
+                "600000",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let mut sub = spawn(bin, &args);
+        expect_line(&sub, "subscribed to");
+        fx.publish(5);
+        std::thread::sleep(Duration::from_secs(1));
+        sub.terminate();
+        let status = sub
+            .wait_exit(WAIT * 2)
+            .unwrap_or_else(|| panic!("{bin} ignored SIGTERM:\n{}", sub.transcript()));
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{bin}: {status}:\n{}",
+            sub.transcript()
+        );
+        expect_line(&sub, "the stop did not finish within 15 s");
+    }
+}

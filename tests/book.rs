@@ -573,6 +573,12 @@ fn every_test_the_book_cites_exists() {
     let tests_dir = workspace_root().join("tests");
     let mut test_source = String::new();
     rust_sources(&tests_dir, &mut test_source);
+    // Packages' own integration tests too (doctor's entries cite examples/doctor/tests).
+    if let Ok(examples) = std::fs::read_dir(workspace_root().join("examples")) {
+        for example in examples.flatten() {
+            rust_sources(&example.path().join("tests"), &mut test_source);
+        }
+    }
     let mut cited = BTreeSet::new();
     for page in pages() {
         cited.extend(cited_test_names(&read(&page)));

@@ -7,14 +7,22 @@ use scenario_tests::*;
 
 const BIN: &str = "clean-session";
 
-/// Runs `bin` until it has subscribed, then stops it with SIGTERM and checks for a clean exit.
-fn subscribe_then_stop(bin: &str, args: &[String]) {
+/// Runs `bin` until it has subscribed, then stops it with SIGTERM and checks for a clean exit,
+/// and that the broker received the DISCONNECT of `client_id` (its log says `disconnected`
+/// only for a DISCONNECT packet).
+fn subscribe_then_stop(fx: &Fixture, bin: &str, args: &[String], client_id: &str) {
     let mut sub = spawn(bin, args);
     expect_line(&sub, "subscribed to");
     sub.terminate();
     let status = expect_exit(&mut sub);
     assert!(status.success(), "{status}:\n{}", sub.transcript());
     expect_line(&sub, "disconnected cleanly");
+    assert!(
+        fx.broker
+            .wait_for_log(&format!("Client {client_id} disconnected."), WAIT),
+        "{}",
+        fx.broker.log()
+    );
 }
 
 /// Starts the clean-session consumer for 5 messages, publishes seq 200..205 once it has
@@ -42,7 +50,7 @@ fn expect_only_new_messages(fx: &Fixture, args: &[String]) {
 fn backlog_is_dropped_and_only_messages_published_after_reconnecting_arrive() {
     let fx = Fixture::new();
     let args = fx.args("clean-backlog");
-    subscribe_then_stop(BIN, &args);
+    subscribe_then_stop(&fx, BIN, &args, "clean-backlog");
     fx.publish(200);
     expect_only_new_messages(&fx, &args);
 }
@@ -53,7 +61,7 @@ fn clean_start_discards_the_backlog_a_persistent_session_kept() {
     let fx = Fixture::new();
     let id = "clean-after-persistent";
     let args = fx.args(id);
-    subscribe_then_stop("persistent-session", &args);
+    subscribe_then_stop(&fx, "persistent-session", &args, id);
     fx.publish(200);
 
     // ...a clean start with the same client id throws that session away, backlog and all.

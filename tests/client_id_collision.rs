@@ -10,8 +10,11 @@ use scenario_tests::*;
 
 const BIN: &str = "client-id-collision";
 
-/// What the brief promises: two processes with one id stop fighting within this time.
-const STOP_FIGHTING_WITHIN: Duration = Duration::from_secs(10);
+/// A bound, not a speed: two processes with one id must stop fighting, and this is how long the
+/// test waits for it. The speed (~450 ms from the takeover, median) is measured by the benchmark
+/// (docs/src/client-ids.md); the bound is far above it so that a loaded machine cannot fail the
+/// test (issue #16: it was 10 s, against a 5 s QUICK_DROP window).
+const STOP_FIGHTING_WITHIN: Duration = Duration::from_secs(30);
 
 /// Mosquitto's log line when a second connection takes over a client id.
 const TAKEOVER_LOG: &str = "already connected, closing old connection";
@@ -47,7 +50,12 @@ fn two_processes_with_one_client_id_stop_fighting_and_one_exits_6() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let (loser, survivor) = match (first_status, second_status) {
-        (Some(_), _) => (&mut first, &mut second),
+        (Some(_), Some(_)) => panic!(
+            "both processes exited (the header says the other keeps running):\n{}\n{}",
+            first.transcript(),
+            second.transcript()
+        ),
+        (Some(_), None) => (&mut first, &mut second),
         (None, Some(_)) => (&mut second, &mut first),
         (None, None) => panic!(
             "still fighting {} s after the takeover:\n{}\n{}\n{}",
@@ -65,17 +73,30 @@ fn two_processes_with_one_client_id_stop_fighting_and_one_exits_6() {
         fx.broker.log().matches(TAKEOVER_LOG).count()
     );
 
-    // The other one is connected and working, not reconnecting in a loop: it receives what is
-    // published now. (Or it gave up as well, when both reached the limit in the same round.)
-    if !receives_a_new_message(&fx, survivor) {
-        expect_failure(survivor, 6, &[IN_USE]);
-        println!("both processes gave up in the same round");
-        return;
-    }
+    // The header: "one of the two does that and the other keeps running". So exactly one exits
+    // 6; the other is connected and working, not reconnecting in a loop: it receives what is
+    // published now, and it is still running after that.
+    assert!(
+        receives_a_new_message(&fx, survivor),
+        "the other process gave up as well (the header says it keeps running):\n{}",
+        survivor.transcript()
+    );
+    assert!(
+        survivor.try_exit_status().is_none(),
+        "{}",
+        survivor.transcript()
+    );
     survivor.terminate();
     let status = expect_exit(survivor);
     assert!(status.success(), "{status}:\n{}", survivor.transcript());
     expect_line(survivor, "disconnected cleanly");
+    // ...and the broker got that DISCONNECT (not just a closed socket).
+    assert!(
+        fx.broker
+            .wait_for_log("Client collision-same-id disconnected.", WAIT),
+        "{}",
+        fx.broker.log()
+    );
 }
 
 #[test]

@@ -15,10 +15,11 @@
 //! `format!` texts; the tests say which one drifted.
 //!
 //! For `doctor` (issue #11) and any other tool that reports failures: reuse an entry where the
-//! failure is the same (a wrong CA is [`Key::TlsUnknownCa`] whoever finds it), add entries in
-//! [`Section::Doctor`] for verdicts of its own (the marked place in the list below), and print
-//! [`crate::exit::help_line`] so the user lands on the entry. [`lookup`] finds an entry by the
-//! words of a message.
+//! failure is the same (a wrong CA is [`Key::TlsUnknownCa`] whoever finds it), add entries of its
+//! own for verdicts only it gives (doctor's are in [`Section::Doctor`], one per `DoctorText`
+//! variant, mapped by `DoctorText::catalogue_key`), and print the entry's link
+//! ([`crate::exit::help_line`], or doctor's `see …` line) so the user lands on it. [`lookup`]
+//! finds an entry by the words of a message.
 
 use crate::cli::PlaintextRefused;
 use crate::credentials::{CredentialsError, CredentialsWarning};
@@ -40,7 +41,7 @@ pub enum Section {
     Subscription,
     /// `fetch-creds` and the Network Asset HTTP API.
     FetchCreds,
-    /// `doctor` (issue #11): its own verdicts. Reserved: add its entries to the catalogue below.
+    /// `doctor` (issue #11): its own verdicts (`DoctorText` in `examples/doctor/src/texts.rs`).
     Doctor,
     /// Bad flags, and failures no setting explains.
     Other,
@@ -84,6 +85,14 @@ pub enum Then {
     Retries,
     /// Logs a warning and goes on.
     Warns,
+    /// doctor: the step is ✗, the steps that need it are skipped, and doctor exits with the code
+    /// of the first ✗.
+    DoctorFails,
+    /// doctor: the step is ⚠ and doctor goes on; a warning alone does not change its exit code.
+    DoctorWarns,
+    /// doctor: ⚠, or ✗ when the credentials' own topic is a `$share/…` filter (then the consumer
+    /// cannot work without it).
+    DoctorWarnsOrFails,
 }
 
 impl Then {
@@ -96,10 +105,20 @@ impl Then {
                  after one, retries with backoff (the broker may be restarting)"
             }
             Then::Retries => {
-                "logs it as a warning and retries for ever with backoff (100 ms doubling to 30 s, \
+                "logs it as a warning and retries for ever with backoff (100 ms doubling to 10 s, \
                  jittered); it never exits for this"
             }
             Then::Warns => "logs a warning and goes on",
+            Then::DoctorFails => {
+                "marks the step ✗, skips the steps that need it, and exits with the code of the \
+                 first ✗"
+            }
+            Then::DoctorWarns => "marks the step ⚠ and goes on (exit code 0 if no step fails)",
+            Then::DoctorWarnsOrFails => {
+                "marks the step ⚠ and goes on; when the credentials' own `topic` is a \
+                 `$share/…` filter the consumer cannot work without it, so the step is ✗ and \
+                 doctor exits with this code"
+            }
         }
     }
 }
@@ -154,6 +173,7 @@ macro_rules! catalogue {
 const EVERY_EXAMPLE: &str = "every example and variant";
 const EVERY_EXAMPLE_AND_FETCH: &str = "every example and variant, and fetch-creds";
 const FETCH: &str = "fetch-creds";
+const DOCTOR: &str = "doctor";
 const RECREDS: &str = "Download `creds.json` again: Airfinder UI → Configuration → Subscriptions → \
                        your MQTT subscription → **Copy All Fields** (or `cargo run -p fetch-creds`).";
 
@@ -406,7 +426,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file /nonexistent.pem`",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file /nonexistent.pem`; `tests/error_paths.rs`: `a_missing_or_non_pem_ca_file_exits_4`",
     },
     /// No PEM certificate in the CA file.
     CaFileNoCertificate => Entry {
@@ -419,7 +439,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE_AND_FETCH,
-        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file Cargo.toml`",
+        see_it: "`cargo run -p tls-connect -- --creds creds.example.json --ca-file Cargo.toml`; `tests/error_paths.rs`: `a_missing_or_non_pem_ca_file_exits_4`",
     },
     /// A certificate in the CA file was rejected.
     CaFileBadCertificate => Entry {
@@ -499,7 +519,7 @@ catalogue! {
         exit_code: Some(exit::TLS),
         then: Then::Stops,
         printed_by: "every rumqttc example and variant",
-        see_it: "Measured with a certificate made by `openssl ca -startdate 20200101000000Z -enddate 20210101000000Z`: `tls-connect` exits 4 with this message.",
+        see_it: "Measured with a certificate made by `openssl ca -startdate 20200101000000Z -enddate 20210101000000Z`: `tls-connect` exits 4 with this message; `tests/error_paths.rs`: `an_expired_broker_certificate_exits_4`",
     },
     /// Another certificate problem.
     TlsRejected => Entry {
@@ -603,7 +623,7 @@ catalogue! {
         exit_code: Some(exit::NETWORK),
         then: Then::StopsBeforeFirstConnection,
         printed_by: EVERY_EXAMPLE,
-        see_it: "`sed s/mqtt.example.link-labs.com/broker.invalid/ creds.example.json > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json` (`.invalid` never resolves)",
+        see_it: "`tests/error_paths.rs`: `a_host_name_that_does_not_resolve_exits_8` (or: `sed s/mqtt.example.link-labs.com/broker.invalid/ creds.example.json > /tmp/c.json; cargo run -p tls-connect -- --creds /tmp/c.json`; `.invalid` never resolves)",
     },
     /// TCP connection refused.
     ConnectionRefused => Entry {
@@ -612,11 +632,11 @@ catalogue! {
         prints: &["nothing accepts connections at … (connection refused)"],
         means: "The host answered, but nothing listens on that port (TCP RST).",
         causes: &["the broker is restarting or down", "a wrong `port`"],
-        fix: "Wait: the program retries. If it never connects, check `port` (Link Labs: 8883).",
+        fix: "Wait: the rumqttc examples retry. If it never connects, check `port` (Link Labs: 8883). Paho cannot tell a refused connection from a TLS failure before its first connection, so the Paho variants stop with exit 4 (see `paho-tcp-tls-connect-failure`); after a first connection they retry too.",
         exit_code: None,
         then: Then::Retries,
         printed_by: EVERY_EXAMPLE,
-        see_it: "`tests/stop_while_broker_down.rs`",
+        see_it: "`tests/error_paths.rs`: `a_refused_connection_is_retried_not_an_exit`, `paho_stops_with_exit_4_when_the_first_connection_is_refused`; `tests/stop_while_broker_down.rs`",
     },
     /// No answer in time.
     Timeout => Entry {
@@ -696,7 +716,7 @@ catalogue! {
         exit_code: Some(exit::AUTH),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE,
-        see_it: "",
+        see_it: "`tests/error_paths.rs`: `a_refused_subscription_exits_5` (Mosquitto's dynamic-security plugin refuses with 0x87; its plain `acl_file` grants the SUBSCRIBE and delivers nothing)",
     },
     /// QoS 0 granted.
     Qos0Granted => Entry {
@@ -1027,9 +1047,357 @@ catalogue! {
     },
 
     // ---------------------------------------------------------------- doctor (issue #11)
-    // Reserved for `doctor`: add one entry per verdict it prints (Section::Doctor), with the
-    // words it prints. Where a verdict is the same failure as an entry above (a wrong CA, a wrong
-    // password), reuse that entry's key instead, so the page stays one place per failure.
+    // One entry per `DoctorText` variant (examples/doctor/src/texts.rs): `DoctorText::
+    // catalogue_key` maps each with an exhaustive match, and doctor's unit tests check that every
+    // text is found here by its words. Where doctor meets a failure every example meets (a wrong
+    // CA, a wrong password, a credentials warning), it prints that entry's words and links it.
+    /// No credentials file at all.
+    DoctorNoCredentials => Entry {
+        id: "doctor-no-credentials",
+        section: Section::Doctor,
+        prints: &["no credentials file: pass --creds creds.json (or set MQTT_CREDS)"],
+        means: "doctor found neither `--creds`, `MQTT_CREDS` nor `./creds.json`, so it has nothing to check (it never falls back to the demo broker).",
+        causes: &["doctor was run from another directory than the one holding `creds.json`", "the file was never downloaded"],
+        fix: "Pass the file: `cargo run -p doctor -- --creds creds.json`. To get it: Airfinder UI → Configuration → Subscriptions → **Copy All Fields**, or `cargo run -p fetch-creds`.",
+        exit_code: Some(exit::CREDENTIALS),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/doctor.rs`: `no_credentials_file_is_diagnosed_at_the_credentials_step`",
+    },
+    /// Some of the host's addresses do not accept connections.
+    DoctorSomeAddressesFail => Entry {
+        id: "doctor-some-addresses-fail",
+        section: Section::Doctor,
+        prints: &["the host name resolves to addresses that do not accept connections (…)"],
+        means: "At least one address of the broker's host name accepted a TCP connection, and others did not.",
+        causes: &["an IPv6 address on a machine without an IPv6 route", "a stale DNS record for a retired server"],
+        fix: "Nothing if this machine has no IPv6 route (clients fall back to the address that works, some after a delay); otherwise ask the broker's operator to fix the DNS records.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/tcp_outcomes.rs`: `a_host_name_with_one_dead_address_is_a_warning` (needs root: network namespaces)",
+    },
+    /// No route to the broker.
+    DoctorUnreachable => Entry {
+        id: "doctor-unreachable",
+        section: Section::Doctor,
+        prints: &["this machine has no route to … (host or network unreachable)"],
+        means: "The operating system refused to send the TCP SYN: there is no route to the broker's network.",
+        causes: &["no network, or a VPN that is down", "an IPv6-only address on a machine without IPv6 connectivity"],
+        fix: "Check the network, the VPN and the routing table (`ip route`, `ip -6 route`).",
+        exit_code: Some(exit::NETWORK),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/tcp_outcomes.rs`: `no_route_is_told_apart_as_unreachable` (needs root: network namespaces)",
+    },
+    /// The certificate expires within 14 days.
+    DoctorExpiresSoon => Entry {
+        id: "doctor-expires-soon",
+        section: Section::Doctor,
+        prints: &["the broker's certificate expires in … day(s)"],
+        means: "The broker's certificate is valid today but expires within 14 days.",
+        causes: &["the operator has not renewed it yet (automated renewal often happens in the last weeks)"],
+        fix: "Nothing on your side if it is renewed in time; if it lapses every client refuses the broker ([tls-expired](#tls-expired)). Tell the broker's operator.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/mqtt5_broker.rs`: `a_certificate_expiring_within_14_days_is_a_warning`",
+    },
+    /// The certificate is not valid yet: the clock is behind.
+    DoctorClockBehind => Entry {
+        id: "doctor-clock-behind",
+        section: Section::Doctor,
+        prints: &["the certificate only becomes valid on …, but this machine's clock says …: the clock is probably behind"],
+        means: "The TLS handshake failed as an expired certificate, but the certificate's validity starts after this machine's \"now\": the local clock is wrong, not the certificate.",
+        causes: &["no NTP on this machine (a fresh VM, a device without a battery-backed clock)", "a container or VM restored from a snapshot"],
+        fix: "Fix the clock first (`timedatectl`, enable NTP), then run doctor again.",
+        exit_code: Some(exit::TLS),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/mqtt5_broker.rs`: `a_certificate_not_valid_yet_points_at_the_clock`",
+    },
+    /// The TLS port answered a plaintext CONNECT.
+    DoctorPlaintextMqttPort => Entry {
+        id: "doctor-plaintext-mqtt-port",
+        section: Section::Doctor,
+        prints: &["… answered a plaintext MQTT CONNECT (sent without credentials) with a CONNACK: it is a plaintext MQTT port, not MQTT over TLS"],
+        means: "The port did not answer the TLS handshake ([not-tls](#not-tls)), and a plaintext CONNECT without credentials got a CONNACK: this is proof it is a plaintext MQTT port.",
+        causes: &["`port` is 1883 (or another plaintext listener) in a file that asks for TLS"],
+        fix: "Use the broker's TLS port (8883 for Link Labs). A plaintext port is only for a private test broker, with `--insecure-plaintext`.",
+        exit_code: Some(exit::TLS),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/doctor.rs`: `plaintext_port_given_as_tls_is_diagnosed_as_not_tls_with_proof`",
+    },
+    /// `--insecure-plaintext` on a plaintext port.
+    DoctorPlaintextAllowed => Entry {
+        id: "doctor-plaintext-allowed",
+        section: Section::Doctor,
+        prints: &["--insecure-plaintext: no TLS, so the password and every event cross the network unencrypted"],
+        means: "You allowed plaintext MQTT, so doctor skipped TLS; everything after it works without encryption ([plaintext-allowed](#plaintext-allowed)).",
+        causes: &["`--insecure-plaintext` with a port-1883 file"],
+        fix: "Only for a private broker on a trusted network. Link Labs' broker: use port 8883 and drop the flag.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/doctor.rs`: `plaintext_is_refused_at_the_credentials_step_unless_allowed`",
+    },
+    /// The broker closed the connection without a CONNACK.
+    DoctorNoConnack => Entry {
+        id: "doctor-no-connack",
+        section: Section::Doctor,
+        prints: &["the broker closed the connection without answering our CONNECT"],
+        means: "The TLS session was up, doctor sent CONNECT, and the broker closed the connection (or answered with another packet) instead of a CONNACK.",
+        causes: &["a wrong user name or password on a broker that closes instead of sending CONNACK \"not authorized\" (rumqttd)", "the port is not an MQTT port"],
+        fix: "Check `username` and `password` in `creds.json` (download it again), and that `host` and `port` are the MQTT broker's.",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorFails,
+        printed_by: "doctor (exit code 1 when the broker answered with another packet)",
+        see_it: "",
+    },
+    /// MQTT 3.1.1 CONNACK.
+    DoctorNotMqtt5 => Entry {
+        id: "doctor-not-mqtt5",
+        section: Section::Doctor,
+        prints: &["the broker answered with an MQTT 3.1.1 CONNACK (return code …): it does not speak MQTT v5"],
+        means: "The server speaks MQTT, but only 3.1.1; every example here uses MQTT v5.",
+        causes: &["`host` or `port` points at another broker than Link Labs'", "a broker configured for 3.1.1 only"],
+        fix: "Check `host` and `port` in `creds.json`; Link Labs' broker speaks v5.",
+        exit_code: Some(exit::FAILURE),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// A CONNACK refusal none of the connection entries covers.
+    DoctorConnackRefused => Entry {
+        id: "doctor-connack-refused",
+        section: Section::Doctor,
+        prints: &["the broker refused the connection with reason 0x… (…). See the reason string above"],
+        means: "The CONNACK carried a failure reason code that is not a login, authorization, client id or availability problem (those have their own entries: [bad-credentials](#bad-credentials), [not-authorized](#not-authorized), [client-rejected](#client-rejected), [server-unavailable](#server-unavailable)).",
+        causes: &["a broker limit (packet too large, quota exceeded, connection rate exceeded)", "a protocol or property the broker does not support"],
+        fix: "Read the reason code and reason string on the CONNECT line; the MQTT 5 specification's CONNACK reason codes (section 3.2.2.2) say what each means. Ask the broker's operator if it is a limit.",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// Maximum QoS 0 in CONNACK.
+    DoctorMaximumQos0 => Entry {
+        id: "doctor-maximum-qos-0",
+        section: Section::Doctor,
+        prints: &["the broker grants at most QoS 0: messages are delivered at most once"],
+        means: "The CONNACK's Maximum QoS is 0: messages can be lost without notice and there is nothing to acknowledge.",
+        causes: &["a broker (or a listener) configured for QoS 0 only"],
+        fix: "The QoS 1 examples (ack after processing, redelivery) cannot work against it; ask the broker's operator for QoS 1.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// SUBACK granted QoS 0.
+    DoctorGrantedQos0 => Entry {
+        id: "doctor-granted-qos-0",
+        section: Section::Doctor,
+        prints: &["the broker granted only QoS 0 for \"…\": messages may be lost without notice. Ask the broker's operator for QoS 1 on this topic"],
+        means: "doctor subscribed at QoS 1 and the SUBACK granted QoS 0 (what the examples report as [qos0-granted](#qos0-granted)).",
+        causes: &["a broker limited to QoS 0 for this user or topic"],
+        fix: "Ask the broker's operator for QoS 1 on this topic.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// SUBACK refused the consumer's topic.
+    DoctorSubscriptionRefused => Entry {
+        id: "doctor-subscription-refused",
+        section: Section::Doctor,
+        prints: &["the broker refused the subscription to \"…\" (SUBACK 0x… …). The topic must be inside the credentials' subscribeAcl"],
+        means: "The SUBACK for the credentials' topic carried a failure reason code, usually 0x87 *Not authorized* (what the examples report as [subscription-refused](#subscription-refused)).",
+        causes: &["the topic is outside the credentials' `subscribeAcl`", "`topic` was edited by hand"],
+        fix: "Use the `topic` from `creds.json` as it is (for shared subscriptions: `$share/<group>/<that topic>`).",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/mqtt5_broker.rs`: `a_broker_that_refuses_the_topic_is_diagnosed_at_subscribe`",
+    },
+    /// CONNACK: shared subscriptions unavailable.
+    DoctorSharedUnavailable => Entry {
+        id: "doctor-shared-unavailable",
+        section: Section::Doctor,
+        prints: &["the broker says shared subscriptions are not available (CONNACK \"Shared Subscription Available\" = 0)"],
+        means: "The broker announced in its CONNACK that it has no shared subscriptions, so doctor did not try `$share/<group>/<topic>`.",
+        causes: &["a broker built or configured without shared subscriptions"],
+        fix: "A single consumer works; `shared-subscription` (load spread over processes) does not. Run one consumer, or ask the broker's operator to enable shared subscriptions.",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorWarnsOrFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/mqtt5_broker.rs`: `shared_subscriptions_unavailable_are_reported_from_the_connack`",
+    },
+    /// SUBACK refused `$share/…`.
+    DoctorSharedRefused => Entry {
+        id: "doctor-shared-refused",
+        section: Section::Doctor,
+        prints: &["the broker refused the shared subscription (SUBACK 0x… …)"],
+        means: "The plain topic was granted, but the SUBACK for `$share/<group>/<topic>` carried a failure reason code (0x87 *Not authorized*, 0x9E *Shared subscriptions not supported*).",
+        causes: &["the broker's ACL matches the whole filter, `$share/<group>/` included, and allows only the plain topic", "shared subscriptions disabled for this user"],
+        fix: "A single consumer works; `shared-subscription` does not. Run one consumer, or ask the broker's operator to allow `$share/<group>/<topic>` for this user.",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorWarnsOrFails,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/mqtt5_broker.rs`: `a_refused_shared_subscription_is_a_warning_with_its_reason_code`",
+    },
+    /// CONNACK: no wildcards, and the topic has one.
+    DoctorWildcardUnavailable => Entry {
+        id: "doctor-wildcard-unavailable",
+        section: Section::Doctor,
+        prints: &["the broker says wildcard subscriptions are not available, and the topic \"…\" contains + or #"],
+        means: "The CONNACK's Wildcard Subscription Available is 0 and the credentials' topic is a wildcard filter, so the subscription cannot work.",
+        causes: &["a broker configured without wildcard subscriptions"],
+        fix: "Subscribe to exact topics instead, or ask the broker's operator to allow wildcards.",
+        exit_code: Some(exit::AUTH),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// The session was not kept across a reconnect.
+    DoctorSessionNotKept => Entry {
+        id: "doctor-session-not-kept",
+        section: Section::Doctor,
+        prints: &["the broker did not keep our session across a reconnect (asked for … s, reconnected within it: session present = false)"],
+        means: "doctor connected with a session expiry, disconnected and reconnected within it, and the CONNACK said session present = false.",
+        causes: &["a broker that does not persist sessions (or not for this user)", "another client with doctor's client id ended the session in between"],
+        fix: "Events published while a consumer is down are lost, so `persistent-session` cannot get you the backlog against this broker; ask the broker's operator.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// The broker shortened the session expiry.
+    DoctorSessionExpiryReduced => Entry {
+        id: "doctor-session-expiry-reduced",
+        section: Section::Doctor,
+        prints: &["the broker keeps sessions for at most … s (we asked for … s)"],
+        means: "The CONNACK's Session Expiry Interval is shorter than the one doctor asked for.",
+        causes: &["a broker-wide maximum session expiry"],
+        fix: "A consumer that is down longer than that loses its backlog: keep restarts shorter, or ask the broker's operator for a longer maximum.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// Two connections with one client id both stayed open.
+    DoctorTakeoverNotDetected => Entry {
+        id: "doctor-takeover-not-detected",
+        section: Section::Doctor,
+        prints: &["the first connection was still open after a second one connected with the same client id"],
+        means: "With `--check-takeover`, the broker accepted a second connection with doctor's client id and did not close the first.",
+        causes: &["a broker that does not enforce one connection per client id"],
+        fix: "Two consumers with one id would both receive here, but not on a broker that enforces it ([client-id-in-use](#client-id-in-use)): still give each process its own id.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// Nothing arrived within `--wait`.
+    DoctorNoMessage => Entry {
+        id: "doctor-no-message",
+        section: Section::Doctor,
+        prints: &["no message arrived on \"…\" within … s although the subscription was granted"],
+        means: "The subscription was granted, and no message arrived within `--wait` seconds.",
+        causes: &["nothing was published (no tag moved)", "the broker filters the topic silently: Mosquitto grants a SUBSCRIBE outside the user's ACL and then delivers nothing", "`topic` does not match the topics your organization publishes"],
+        fix: "Try again with a longer `--wait`; check that `topic` in `creds.json` is inside `subscribeAcl` and matches the topics your organization publishes.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "`examples/doctor/tests/doctor.rs`: `no_message_within_wait_is_a_warning_not_a_failure`, `topic_denied_by_the_acl_is_granted_then_silent_and_doctor_says_so`",
+    },
+    /// The connection dropped during a step.
+    DoctorConnectionDropped => Entry {
+        id: "doctor-connection-dropped",
+        section: Section::Doctor,
+        prints: &["the broker closed the connection during … Run doctor again"],
+        means: "The broker accepted the connection, then closed it while doctor was subscribing, checking the session, probing a takeover or waiting for a message.",
+        causes: &["another process connected with doctor's client id (`--client-id`)", "the broker disconnects clients that break its limits", "the broker restarted"],
+        fix: "Run doctor again; if it repeats, give doctor another `--client-id` and ask the broker's operator about its limits.",
+        exit_code: Some(exit::NETWORK),
+        then: Then::DoctorFails,
+        printed_by: "doctor (⚠ during the takeover probe)",
+        see_it: "",
+    },
+    /// doctor could not end its own session.
+    DoctorSessionLingers => Entry {
+        id: "doctor-session-lingers",
+        section: Section::Doctor,
+        prints: &["doctor's session \"…\" may stay on the broker for up to … s and then expires by itself"],
+        means: "The last step could not reconnect with session expiry 0 to end doctor's own session.",
+        causes: &["the connection failed at the last step (network, broker restart)"],
+        fix: "Nothing: the session expires by itself, and no consumer uses doctor's client id.",
+        exit_code: None,
+        then: Then::DoctorWarns,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// The trust store cannot build a verifier.
+    DoctorTrustStoreUnusable => Entry {
+        id: "doctor-trust-store-unusable",
+        section: Section::Doctor,
+        prints: &["… cannot be used as a trust store: …"],
+        means: "The CA certificates loaded, but rustls could not build a certificate verifier from them.",
+        causes: &["the CA file or the system store holds no usable trust anchor"],
+        fix: "Check `--ca-file` (a PEM file with the CA that signed the broker's certificate), or the system's CA bundle (`ca-certificates`).",
+        exit_code: Some(exit::TLS),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+    /// rustls refused its defaults.
+    DoctorTlsDefaultsRefused => Entry {
+        id: "doctor-tls-defaults-refused",
+        section: Section::Doctor,
+        prints: &["rustls refused its own defaults: …"],
+        means: "The TLS library could not be configured with its safe default protocol versions.",
+        causes: &["a bug, or a build of rustls without the crypto provider doctor uses"],
+        fix: "Report it with the output of `cargo run -p doctor -- --log debug`.",
+        exit_code: Some(exit::TLS),
+        then: Then::DoctorFails,
+        printed_by: DOCTOR,
+        see_it: "",
+    },
+
+    // ---------------------------------------------------------------- store-events (exit 9)
+    /// The database stayed unavailable longer than `--give-up-after`.
+    DatabaseDown => Entry {
+        id: "database-down",
+        section: Section::Other,
+        prints: &["the database (…) has been unavailable for … s (--give-up-after): …"],
+        means: "store-events could not write to its database for longer than `--give-up-after` \
+                seconds. It acked nothing it had not stored, so the broker still holds those \
+                messages in this client's session.",
+        causes: &[
+            "PostgreSQL stopped, restarting or unreachable",
+            "wrong host, port, user or password in `--database-url`",
+            "the SQLite file's disk is full",
+        ],
+        fix: "Bring the database back (or fix `--database-url`), then start store-events again with \
+              the same client id: the broker sends what was not stored.",
+        exit_code: Some(9),
+        then: Then::Stops,
+        printed_by: "store-events",
+        see_it: "`examples/store-events/tests/store_events.rs`: `a_database_down_longer_than_the_limit_is_exit_9_naming_it`",
+    },
+    /// The SQLite file cannot be opened, set up or migrated.
+    DatabaseUnusable => Entry {
+        id: "database-unusable",
+        section: Section::Other,
+        prints: &["cannot use the … (--database): …"],
+        means: "store-events cannot open, create or migrate its SQLite file; waiting does not fix it.",
+        causes: &["the folder does not exist or is not writable", "the file is not a SQLite database"],
+        fix: "Create the folder or fix its permissions, or pass another `--database`.",
+        exit_code: Some(9),
+        then: Then::Stops,
+        printed_by: "store-events",
+        see_it: "`examples/store-events/tests/store_events.rs`: `an_unusable_sqlite_file_is_exit_9_naming_it`",
+    },
 
     // ---------------------------------------------------------------- other
     /// Bad command line.
@@ -1114,7 +1482,8 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (13, "fetch-creds: nothing to fetch"),
     (14, "fetch-creds: a choice is needed"),
     (15, "fetch-creds: the output file exists"),
-    (99, "qos1-at-least-once `--crash-after`: a simulated crash (test aid)"),
+    (9, "store-events: the database was unavailable longer than `--give-up-after`, or the SQLite file cannot be used"),
+    (99, "qos1-at-least-once `--crash-after`, store-events `--crash-before-commit` / `--crash-after-commit`: a simulated crash (test aid)"),
 ];
 
 /// The catalogue key of a connection failure category.
@@ -1541,7 +1910,11 @@ mod tests {
     #[cfg(feature = "paho")]
     #[test]
     fn pahos_one_tls_error_is_catalogued() {
-        let failure = ConnectFailure::from_paho(&paho_mqtt::Error::TcpTlsConnectFailure, &target());
+        // A host that resolves: for one that does not, `from_paho` reports the DNS failure
+        // instead (Paho C would call it "General failure").
+        let mut target = target();
+        target.credentials.host = "localhost".into();
+        let failure = ConnectFailure::from_paho(&paho_mqtt::Error::TcpTlsConnectFailure, &target);
         assert_eq!(
             key_for_connect_failure(&failure),
             Key::PahoTcpTlsConnectFailure

@@ -203,6 +203,8 @@ impl ConnectFailure {
 
         let detail = error_chain(err);
         let kind = match err {
+            // The example's idle watchdog gave up on a silent link: a lost connection.
+            _ if crate::supervisor::LinkSilent::is(err) => FailureKind::ConnectionLost,
             ConnectionError::ConnectionRefused(code) => match code {
                 Code::BadUserNamePassword => FailureKind::BadCredentials,
                 Code::NotAuthorized => FailureKind::NotAuthorized,

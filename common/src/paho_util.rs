@@ -17,6 +17,12 @@ impl ConnectFailure {
         use paho_mqtt::Error;
 
         let detail = format!("paho-mqtt: {err}");
+        // Paho C reports a host name that does not resolve as "General failure" (its trace says
+        // "getaddrinfo failed"), which would be retried for ever; ask the resolver ourselves, so
+        // that a typo in `host` stops at start with exit code 8 as with rumqttc (issue #16).
+        if !matches!(err, Error::ReasonCode(..) | Error::ConnectReturn(_)) && !resolves(target) {
+            return ConnectFailure::new(FailureKind::DnsFailure, target, detail);
+        }
         let kind = match err {
             Error::ReasonCode(code, _) => kind_for_reason(*code),
             Error::ConnectReturn(code) => match code {
@@ -53,6 +59,15 @@ impl ConnectFailure {
             "paho-mqtt: connection lost (closed without a DISCONNECT packet)",
         )
     }
+}
+
+/// Whether the broker's host name resolves (a blocking lookup: only called after a failure).
+fn resolves(target: &BrokerTarget) -> bool {
+    use std::net::ToSocketAddrs;
+    target
+        .address()
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some())
 }
 
 /// Paho's `TCP/TLS connect failure`: one error for an unknown CA, a certificate for another host
@@ -178,6 +193,24 @@ pub fn connect_options(
     Ok(builder)
 }
 
+/// Sends DISCONNECT when connected and says how it went, for the last log line
+/// (`processed N messages; disconnected cleanly`, or what happened instead).
+///
+/// Paho completes the DISCONNECT token once the packet is written; when the connection is
+/// already gone (broker down, taken over) there is nothing to send it on, and the broker keeps
+/// what a persistent session had not received. Saying "disconnected cleanly" then would be a lie
+/// the tests would believe (issue #16), so only [`Disconnected::Cleanly`] prints it.
+pub async fn disconnect(client: &paho_mqtt::AsyncClient) -> crate::rumqttc_util::Disconnected {
+    use crate::rumqttc_util::Disconnected;
+    if !client.is_connected() {
+        return Disconnected::NotQueued;
+    }
+    match client.disconnect(None).await {
+        Ok(_) => Disconnected::Cleanly,
+        Err(err) => Disconnected::Failed(err.to_string()),
+    }
+}
+
 /// Takes the messages still waiting in Paho's event stream, typically right after DISCONNECT.
 ///
 /// Why it matters: Paho C acknowledged each of them as it arrived, so the broker will never
@@ -205,6 +238,39 @@ pub fn report_dropped(count: usize) {
     }
 }
 
+/// One question of a leaving shared-subscription member's drain: sends an UNSUBSCRIBE of
+/// `filter` (the first one leaves the group; the next ones only ask, "no subscription existed")
+/// and waits for its UNSUBACK until `limit`. Returns the messages that are in the stream once the
+/// answer is in, `None` when there was no answer (connection gone, limit reached).
+///
+/// Why it tells the end of a drain: Paho C acks each message as it reads it, and handles a
+/// connection's packets in order, so every message the broker wrote before the UNSUBACK is in the
+/// stream when the answer completes the token. An answer with nothing before it means the broker
+/// had nothing more queued for us; ask until that happens twice in a row (the broker may write
+/// what an ack released one loop turn later), and no idle timer is needed (issue #16: the former
+/// 0.5 s idle gap lost messages on a loaded machine).
+pub async fn messages_before_unsuback(
+    client: &paho_mqtt::AsyncClient,
+    events: &paho_mqtt::AsyncReceiver<paho_mqtt::Event>,
+    filter: &str,
+    limit: std::time::Instant,
+) -> Option<Vec<paho_mqtt::Message>> {
+    use futures::future::{select, Either};
+    let left = limit.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() || !client.is_connected() {
+        return None;
+    }
+    let answer = client.unsubscribe(filter);
+    match select(answer, futures_timer::Delay::new(left)).await {
+        Either::Left((Ok(_), _)) => Some(take_waiting_messages(events)),
+        Either::Left((Err(err), _)) => {
+            tracing::warn!("UNSUBSCRIBE failed: {err}");
+            None
+        }
+        Either::Right(_) => None,
+    }
+}
+
 /// Waits for the SUBACK of a SUBSCRIBE (the token from `client.subscribe(..)` or
 /// `subscribe_with_options(..)`): `Ok(true)` when granted, `Ok(false)` when the connection
 /// dropped first (the event stream reports the loss next), an error when refused.
@@ -229,4 +295,29 @@ pub async fn wait_for_suback(
             Either::Right(_) => {}
         }
     }
+}
+
+/// How long a Paho consumer may take to stop after Ctrl-C / SIGTERM before [`stop_within`] ends
+/// the process: the 10 s drain of the rumqttc examples plus time for the DISCONNECT.
+pub const STOP_MAX: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Call when a stop is requested: if the process is still running `limit` later, it says so and
+/// exits with code 1.
+///
+/// Why a timer and not a drain limit as in the rumqttc examples: with Paho the handler runs in
+/// the event loop itself (there is no separate task to abandon), and a handler stuck in one
+/// message (a hung database call) would keep the process alive until its supervisor's SIGKILL
+/// (Kubernetes: 30 s after SIGTERM), losing the DISCONNECT as well. Paho C acknowledged every
+/// message before the handler saw it, so what was not handled by then is lost either way; the
+/// exit code says the stop was not clean.
+pub fn stop_within(limit: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            "the stop did not finish within {} s (a handler stuck in a message?): exiting now. \
+             The messages Paho had already acknowledged and we had not handled are lost",
+            limit.as_secs()
+        );
+        std::process::exit(i32::from(crate::exit::FAILURE));
+    });
 }

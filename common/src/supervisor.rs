@@ -41,6 +41,46 @@ pub enum NextStep {
     GiveUp(ConnectFailure),
 }
 
+/// What an example's idle watchdog reports: nothing arrived from the broker for `silent_for`
+/// (1.5 × keep-alive), although a live broker answers our PINGREQ every keep-alive.
+///
+/// The link died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen
+/// host): TCP would take minutes to notice, rumqttc about 2 × keep-alive (it gives up only when
+/// the *next* PINGREQ falls due with the previous one unanswered). The examples check this
+/// themselves (see `poll_or_silence` in each), drop the connection with `EventLoop::clean()`,
+/// and hand [`LinkSilent::into_error`] to [`ConnectionSupervisor::failed`] like any other
+/// failure: it reads as a lost connection and is retried with backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkSilent {
+    /// How long nothing arrived.
+    pub silent_for: Duration,
+}
+
+impl std::fmt::Display for LinkSilent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "idle watchdog: nothing from the broker for {:.0} s (1.5 × keep-alive); the link is dead",
+            self.silent_for.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for LinkSilent {}
+
+impl LinkSilent {
+    /// As the error rumqttc's `poll()` would have returned, for [`ConnectionSupervisor::failed`].
+    pub fn into_error(self) -> rumqttc::v5::ConnectionError {
+        rumqttc::v5::ConnectionError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, self))
+    }
+
+    /// Whether `err` is one of these.
+    pub fn is(err: &rumqttc::v5::ConnectionError) -> bool {
+        matches!(err, rumqttc::v5::ConnectionError::Io(io)
+            if io.get_ref().is_some_and(|inner| inner.is::<LinkSilent>()))
+    }
+}
+
 /// Reconnect policy and collision detector for one connection.
 #[derive(Debug)]
 pub struct ConnectionSupervisor {
@@ -53,7 +93,7 @@ pub struct ConnectionSupervisor {
 }
 
 impl ConnectionSupervisor {
-    /// A supervisor with the default backoff (100 ms doubling to 30 s, jittered).
+    /// A supervisor with the default backoff (100 ms doubling to 10 s, jittered).
     pub fn new(target: &BrokerTarget) -> Self {
         ConnectionSupervisor::with_backoff(target, Backoff::default())
     }
@@ -282,6 +322,31 @@ mod tests {
             other => panic!("expected to give up at the first 0x8E, got {other:?}"),
         }
         assert!(supervisor.takeover_suspected_at().is_some());
+    }
+
+    #[test]
+    fn a_silent_link_reads_as_a_lost_connection_and_is_retried() {
+        let err = LinkSilent {
+            silent_for: Duration::from_secs(45),
+        }
+        .into_error();
+        assert!(LinkSilent::is(&err));
+        let failure = ConnectFailure::from_rumqttc(&err, &target());
+        assert_eq!(failure.kind, FailureKind::ConnectionLost);
+        assert!(
+            failure.detail.contains("idle watchdog"),
+            "{}",
+            failure.detail
+        );
+        let mut supervisor = ConnectionSupervisor::new(&target());
+        for _ in 0..5 {
+            match supervisor.failed(&err) {
+                NextStep::RetryAfter(delay) => {
+                    assert!(delay <= crate::backoff::MAX_DELAY, "{delay:?}")
+                }
+                other => panic!("a dead link must be retried, got {other:?}"),
+            }
+        }
     }
 
     #[test]

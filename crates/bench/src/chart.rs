@@ -1,4 +1,5 @@
-//! `docs/benchmarks.svg`: throughput and latency per consumer variant, side by side.
+//! `docs/benchmarks.svg`: throughput and latency per consumer variant, side by side; below them
+//! the backlog drain of the persistent-session variants and mosquitto_sub.
 
 use std::path::Path;
 
@@ -17,8 +18,18 @@ struct Bar {
     p99_ms: f64,
 }
 
+/// One variant's backlog drain.
+struct DrainBar {
+    name: String,
+    runs: usize,
+    /// First to last message (msg/s).
+    rate: f64,
+    /// Process start to last message (msg/s).
+    catch_up_rate: f64,
+}
+
 /// Draws two horizontal bar charts: receive rate (msg/s), and end-to-end latency at the fixed
-/// rate (p99 bar with the p50 bar over it).
+/// rate (p99 bar with the p50 bar over it); below them, when measured, the backlog drain.
 pub fn write_svg(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     let bars: Vec<Bar> = rows
         .iter()
@@ -35,17 +46,137 @@ pub fn write_svg(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
             })
         })
         .collect();
-    if bars.is_empty() {
+    let drains: Vec<DrainBar> = rows
+        .iter()
+        .filter_map(|r| {
+            let run = r.drain.as_ref()?.as_ref().ok()?;
+            Some(DrainBar {
+                name: r.variant.name.to_owned(),
+                runs: run.runs,
+                rate: run.figures.rate,
+                catch_up_rate: run.catch_up_rate(),
+            })
+        })
+        .collect();
+    if bars.is_empty() && drains.is_empty() {
         return Err(anyhow!("nothing measured to chart"));
     }
-    draw(path, &bars).map_err(|err| anyhow!("drawing {}: {err}", path.display()))
+    draw(path, &bars, &drains).map_err(|err| anyhow!("drawing {}: {err}", path.display()))
 }
 
-fn draw(path: &Path, bars: &[Bar]) -> Result<(), Box<dyn std::error::Error>> {
-    let n = bars.len();
-    let height = 90 + 46 * n as u32;
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// Height of a panel of `n` bars (0 when empty).
+fn panel_height(n: usize) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        90 + 46 * n as u32
+    }
+}
+
+fn draw(path: &Path, bars: &[Bar], drains: &[DrainBar]) -> Result<(), Box<dyn std::error::Error>> {
+    let top = panel_height(bars.len());
+    let height = top + panel_height(drains.len());
     let root = SVGBackend::new(path, (1200, height)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (upper, lower) = root.split_vertically(top);
+    if !bars.is_empty() {
+        draw_consumers(&upper, bars)?;
+    }
+    if !drains.is_empty() {
+        draw_drain(&lower, drains)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The backlog drain: first-to-last rate (wide bar) with the start-to-last rate over it.
+fn draw_drain(area: &Area, bars: &[DrainBar]) -> Result<(), Box<dyn std::error::Error>> {
+    let n = bars.len();
+    let slot = |i: usize| n - 1 - i;
+    let names: Vec<String> = bars.iter().rev().map(|b| b.name.clone()).collect();
+    let label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let rows = || (0..(n - 1).max(1)).into_segmented();
+    let max_rate = bars
+        .iter()
+        .map(|b| b.rate.max(b.catch_up_rate))
+        .fold(1.0, f64::max)
+        * 1.25;
+    let runs = bars.iter().map(|b| b.runs).max().unwrap_or(1);
+    let caption = format!(
+        "Backlog drain, QoS 1, ~250 B, queued while the consumer was down (msg/s{})",
+        if runs > 1 {
+            format!(", median of {runs}")
+        } else {
+            String::new()
+        }
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(250)
+        .build_cartesian_2d(0.0..max_rate, rows())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(WHITE)
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .x_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+        .draw()?;
+    let wide = RGBColor(150, 180, 220);
+    let narrow = RGBColor(52, 101, 164);
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, b)| {
+            let mut bar = Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(slot(i))),
+                    (b.rate, SegmentValue::Exact(slot(i) + 1)),
+                ],
+                wide.filled(),
+            );
+            bar.set_margin(6, 6, 0, 0);
+            bar
+        }))?
+        .label("first → last message")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], wide.filled()));
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, b)| {
+            let mut bar = Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(slot(i))),
+                    (b.catch_up_rate, SegmentValue::Exact(slot(i) + 1)),
+                ],
+                narrow.filled(),
+            );
+            bar.set_margin(14, 14, 0, 0);
+            bar
+        }))?
+        .label("process start → last message")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], narrow.filled()));
+    chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+        Text::new(
+            format!("{:.0} / {:.0}", b.rate, b.catch_up_rate),
+            (b.rate.max(b.catch_up_rate), SegmentValue::CenterOf(slot(i))),
+            ("sans-serif", 13),
+        )
+    }))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}
+
+fn draw_consumers(root: &Area, bars: &[Bar]) -> Result<(), Box<dyn std::error::Error>> {
+    let n = bars.len();
     let (left, right) = root.split_horizontally(620);
     // Row i is drawn at slot n-1-i so that the first variant of the table is on top.
     let slot = |i: usize| n - 1 - i;
@@ -165,7 +296,6 @@ fn draw(path: &Path, bars: &[Bar]) -> Result<(), Box<dyn std::error::Error>> {
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
@@ -184,14 +314,30 @@ mod tests {
                 p99_ms: 1.0 + i as f64,
             })
             .collect();
+        let drains = vec![super::DrainBar {
+            name: "drainer".to_owned(),
+            runs: 3,
+            rate: 90_000.0,
+            catch_up_rate: 61_000.0,
+        }];
         let path = std::env::temp_dir().join("bench-chart-test.svg");
-        super::draw(&path, &bars).unwrap();
+        super::draw(&path, &bars, &drains).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
-        for name in ["first", "second", "third", "30000", "p99"] {
+        for name in [
+            "first",
+            "second",
+            "third",
+            "30000",
+            "p99",
+            "drainer",
+            "90000 / 61000",
+        ] {
             assert!(svg.contains(name), "{name} missing");
         }
-        // One variant alone (e.g. `--only`) still draws.
-        super::draw(&path, &bars[..1]).unwrap();
+        // One variant alone (e.g. `--only`) still draws; so does either panel alone.
+        super::draw(&path, &bars[..1], &[]).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("first"));
+        super::draw(&path, &[], &drains).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("drainer"));
     }
 }

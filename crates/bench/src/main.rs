@@ -9,12 +9,16 @@
 //! 3. shared-subscription scaling, k = 1, 2, 4 processes with 2 ms of work per message;
 //! 4. takeover detection (two processes, one client id);
 //! 5. reconnect after the broker was down for 3 s, and a persistent session's backlog;
-//! 6. peak RSS of each consumer and stripped binary size.
+//! 6. peak RSS of each consumer and stripped binary size;
+//! 7. backlog drain (issue #15): 100,000 messages queued in a stopped consumer's persistent
+//!    session, then drained — bound by the consumer, where the throughput run (1.) is bound by
+//!    its publisher.
 //!
 //! **Run it.**
 //! ```text
 //! cargo run --release -p bench            # builds the variants first, ~5 min; writes docs/
 //! cargo run -p bench -- --quick           # CI smoke test: correctness only, < 1 min
+//! cargo run --release -p bench -- --phase drain --out /tmp/drain   # one phase only
 //! ```
 //! Before measuring it runs `cargo build --workspace --bins --all-features` in its own profile
 //! (it prints the command; `--all-features` brings in the Paho variants, as `scripts/test`
@@ -32,6 +36,7 @@ mod phases;
 mod proc;
 mod report;
 mod stats;
+mod store_events;
 mod traffic;
 mod variants;
 
@@ -68,6 +73,46 @@ struct Args {
     /// `--only paho`. For investigating one variant; the report then has only those rows.
     #[arg(long, value_name = "TEXT")]
     only: Vec<String>,
+
+    /// Run only this phase (repeatable); default: all. The report then leaves the others'
+    /// cells empty: for investigating, not for docs/.
+    #[arg(long, value_enum)]
+    phase: Vec<Phase>,
+
+    /// Run only the store-events phase (issue #14) and write only
+    /// <out>/benchmarks-store-events.md (docs/benchmarks.md is left as it is).
+    #[arg(long)]
+    store_events_only: bool,
+
+    /// Messages in the backlog drain (default 100,000; --quick 5,000), e.g. to see how a
+    /// consumer's peak memory grows with the backlog.
+    #[arg(long, value_name = "N")]
+    drain_messages: Option<u64>,
+
+    /// Rounds of the backlog drain (default 3; --quick 1).
+    #[arg(long, value_name = "N")]
+    drain_rounds: Option<usize>,
+}
+
+/// The measurements, in the order they run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Throughput (publisher-bound) and latency of every consumer.
+    Consumers,
+    /// Backlog drain of every persistent-session variant and mosquitto_sub -c (consumer-bound).
+    Drain,
+    /// Shared-subscription scaling.
+    Shared,
+    /// Takeover detection.
+    Takeover,
+    /// Reconnect after a broker restart.
+    Reconnect,
+}
+
+impl Args {
+    fn runs(&self, phase: Phase) -> bool {
+        self.phase.is_empty() || self.phase.contains(&phase)
+    }
 }
 
 fn main() -> ExitCode {
@@ -131,11 +176,17 @@ fn run(args: &Args) -> anyhow::Result<Vec<Check>> {
     let profile = bin_dir
         .file_name()
         .map_or_else(|| "?".to_owned(), |n| n.to_string_lossy().into_owned());
-    let sizes = if args.quick {
+    let mut sizes = if args.quick {
         Sizes::QUICK
     } else {
         Sizes::FULL
     };
+    if let Some(n) = args.drain_messages {
+        sizes.drain = n;
+    }
+    if let Some(rounds) = args.drain_rounds {
+        sizes.drain_rounds = rounds.max(1);
+    }
     if !args.quick && profile != "release" {
         eprintln!(
             "bench: WARNING: this is a {profile} build; the figures are only meaningful with \
@@ -192,74 +243,55 @@ fn run(args: &Args) -> anyhow::Result<Vec<Check>> {
         }
     }
 
-    let phase = Instant::now();
-    consumers(&mut ctx, &mut rows, &mut checks)?;
-    eprintln!(
-        "bench: consumers took {:.0} s",
-        phase.elapsed().as_secs_f64()
-    );
-    let phase = Instant::now();
-    for row in rows.iter_mut().filter(|r| r.variant.role == Role::Shared) {
-        shared(&mut ctx, row, &mut checks);
+    if args.store_events_only {
+        let store = store_events::run(&mut ctx, variants, args.quick, &mut checks);
+        write_store_events(&out_dir, &store, &profile, &load_before)?;
+        println!("\n{}", store_events::markdown(&store, ""));
+        return Ok(checks);
     }
-    eprintln!(
-        "bench: shared subscription took {:.0} s",
-        phase.elapsed().as_secs_f64()
-    );
-    let phase = Instant::now();
-    for row in rows.iter_mut().filter(|r| r.variant.role == Role::Takeover) {
-        takeover(&mut ctx, row, &mut checks);
-    }
-    eprintln!(
-        "bench: takeover took {:.0} s",
-        phase.elapsed().as_secs_f64()
-    );
-    let phase = Instant::now();
-    eprintln!(
-        "bench: reconnect (broker down {} s)",
-        ctx.sizes.broker_down.as_secs_f64()
-    );
-    for row in rows
-        .iter_mut()
-        .filter(|r| matches!(r.variant.role, Role::Consumer | Role::Backlog))
-    {
-        let Some(program) = row.program.clone() else {
-            continue;
-        };
-        let persistent = row.variant.role == Role::Backlog;
-        let result = phases::reconnect_run(&mut ctx, row.variant, &program, persistent);
-        let name = format!(
-            "{} {} after a broker restart",
-            row.variant.name,
-            if persistent {
-                "gets its backlog"
-            } else {
-                "resubscribes and receives"
-            }
-        );
-        check(
-            &mut checks,
-            name,
-            match &result {
-                Ok(run) if run.delivered >= run.published => {
-                    eprintln!("    reconnected after {:.0} ms", run.reconnect_ms);
-                    Ok(())
-                }
-                Ok(run) => Err(format!(
-                    "{} of {} lost",
-                    run.published - run.delivered,
-                    run.published
-                )),
-                Err(err) => Err(format!("{err:#}")),
-            },
-        );
-        row.reconnect = Some(result.map_err(|e| format!("{e:#}")));
-    }
-    eprintln!(
-        "bench: reconnect took {:.0} s",
-        phase.elapsed().as_secs_f64()
-    );
 
+    if args.runs(Phase::Consumers) {
+        let phase = Instant::now();
+        consumers(&mut ctx, &mut rows, &mut checks)?;
+        eprintln!(
+            "bench: consumers took {:.0} s",
+            phase.elapsed().as_secs_f64()
+        );
+    }
+    if args.runs(Phase::Drain) {
+        let phase = Instant::now();
+        drain(&mut ctx, &mut rows, &mut checks);
+        eprintln!(
+            "bench: backlog drain took {:.0} s",
+            phase.elapsed().as_secs_f64()
+        );
+    }
+    if args.runs(Phase::Shared) {
+        let phase = Instant::now();
+        for row in rows.iter_mut().filter(|r| r.variant.role == Role::Shared) {
+            shared(&mut ctx, row, &mut checks);
+        }
+        eprintln!(
+            "bench: shared subscription took {:.0} s",
+            phase.elapsed().as_secs_f64()
+        );
+    }
+    if args.runs(Phase::Takeover) {
+        let phase = Instant::now();
+        for row in rows.iter_mut().filter(|r| r.variant.role == Role::Takeover) {
+            takeover(&mut ctx, row, &mut checks);
+        }
+        eprintln!(
+            "bench: takeover took {:.0} s",
+            phase.elapsed().as_secs_f64()
+        );
+    }
+    if args.runs(Phase::Reconnect) {
+        reconnect(&mut ctx, &mut rows, &mut checks);
+    }
+    // store-events (issue #14): its own section, also written alone (see write_store_events).
+    let store = (args.only.is_empty() && args.phase.is_empty())
+        .then(|| store_events::run(&mut ctx, variants, args.quick, &mut checks));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -275,7 +307,12 @@ fn run(args: &Args) -> anyhow::Result<Vec<Check>> {
         load_before,
         load_after: load_average(),
     };
-    let md = report::markdown(&meta, &rows);
+    let mut md = report::markdown(&meta, &rows);
+    if let Some(store) = &store {
+        md.push('\n');
+        md.push_str(&store_events::markdown(store, ""));
+        write_store_events(&out_dir, store, &meta.profile, &meta.load_before)?;
+    }
     println!("\n{md}");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let md_path = out_dir.join("benchmarks.md");
@@ -374,6 +411,129 @@ fn consumers(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) -> anyhow
         }),
     );
     Ok(())
+}
+
+/// The backlog drain (issue #15): every persistent-session variant and `mosquitto_sub -c`, in
+/// interleaved rounds (so a change in the machine's load hits all alike), each run on a fresh
+/// broker; each variant's median round is reported.
+fn drain(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) {
+    let sizes = ctx.sizes;
+    let mut rounds: Vec<Vec<phases::DrainRun>> = vec![Vec::new(); rows.len()];
+    for round in 0..sizes.drain_rounds {
+        eprintln!(
+            "bench: backlog drain ({} messages queued while the consumer is down), round {}",
+            sizes.drain,
+            round + 1
+        );
+        for (index, row) in rows.iter_mut().enumerate() {
+            if !row.drains() {
+                continue;
+            }
+            let Some(program) = row.program.clone() else {
+                continue;
+            };
+            if matches!(row.drain, Some(Err(_))) {
+                continue; // failed in every round so far: reported once
+            }
+            let result = phases::drain_run(ctx, row.variant, &program);
+            let verdict = match &result {
+                Ok(run) => {
+                    eprintln!(
+                        "    {:<38} {:>8.0} msg/s  drain {:>6.0} ms  wall {:>6.0} ms  CPU {:>4.1} \
+                         µs/msg  lost {} dup {}  RSS {:.1} MiB (idle {:.1})  queued at {:.0} msg/s",
+                        row.variant.name,
+                        run.figures.rate,
+                        run.figures.elapsed_us as f64 / 1e3,
+                        run.wall.as_secs_f64() * 1e3,
+                        run.cpu_us_per_msg(),
+                        run.lost(),
+                        run.duplicates(),
+                        run.max_rss_kib as f64 / 1024.0,
+                        run.idle_rss_kib as f64 / 1024.0,
+                        run.publish_rate,
+                    );
+                    if run.lost() == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{} of {} lost", run.lost(), run.published))
+                    }
+                }
+                Err(err) => Err(format!("{err:#}")),
+            };
+            check(
+                checks,
+                format!(
+                    "backlog drain {}: {} queued, all delivered, the broker dropped none",
+                    row.variant.name, sizes.drain
+                ),
+                verdict,
+            );
+            // A failed round is reported (check above, and beside the figures), but does not
+            // throw away the rounds that worked.
+            match result {
+                Ok(run) => {
+                    rounds[index].push(run);
+                    row.drain = Some(Ok(phases::DrainRun::median_of(&rounds[index])));
+                }
+                Err(err) => {
+                    row.drain_failures
+                        .push(format!("round {}: {err:#}", round + 1));
+                    if rounds[index].is_empty() {
+                        row.drain = Some(Err(format!("{err:#}")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reconnect after the broker was down, every consumer and persistent-session variant.
+fn reconnect(ctx: &mut Ctx, rows: &mut [Row], checks: &mut Vec<Check>) {
+    let phase = Instant::now();
+    eprintln!(
+        "bench: reconnect (broker down {} s)",
+        ctx.sizes.broker_down.as_secs_f64()
+    );
+    for row in rows
+        .iter_mut()
+        .filter(|r| matches!(r.variant.role, Role::Consumer | Role::Backlog))
+    {
+        let Some(program) = row.program.clone() else {
+            continue;
+        };
+        let persistent = row.variant.role == Role::Backlog;
+        let result = phases::reconnect_run(ctx, row.variant, &program, persistent);
+        let name = format!(
+            "{} {} after a broker restart",
+            row.variant.name,
+            if persistent {
+                "gets its backlog"
+            } else {
+                "resubscribes and receives"
+            }
+        );
+        check(
+            checks,
+            name,
+            match &result {
+                Ok(run) if run.delivered >= run.published => {
+                    eprintln!("    reconnected after {:.0} ms", run.reconnect_ms);
+                    Ok(())
+                }
+                Ok(run) => Err(format!(
+                    "{} of {} lost",
+                    run.published - run.delivered,
+                    run.published
+                )),
+                Err(err) => Err(format!("{err:#}")),
+            },
+        );
+        row.reconnect = Some(result.map_err(|e| format!("{e:#}")));
+    }
+    eprintln!(
+        "bench: reconnect took {:.0} s",
+        phase.elapsed().as_secs_f64()
+    );
 }
 
 fn shared(ctx: &mut Ctx, row: &mut Row, checks: &mut Vec<Check>) {
@@ -497,6 +657,35 @@ fn build(root: &Path, profile: &str) -> anyhow::Result<()> {
         bail!("`{}` failed ({status})", shown.join(" "));
     }
     eprintln!("bench: build done in {:.0} s", took.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Writes `<out>/benchmarks-store-events.md`: the store-events section alone, with the machine.
+fn write_store_events(
+    out_dir: &Path,
+    store: &store_events::StoreReport,
+    profile: &str,
+    load_before: &str,
+) -> anyhow::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = format!(
+        "<!-- generated by `cargo run --release -p bench` (or `-- --store-events-only`); do not \
+         edit -->\nMeasured {} ({profile} build) on {} cores ({}), {}; 1-minute load {} before, \
+         {} after.",
+        report::date(now),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        mosquitto_version(),
+        load_before,
+        load_average()
+    );
+    let md = store_events::markdown(store, &header);
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let path = out_dir.join("benchmarks-store-events.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
     Ok(())
 }
 

@@ -37,10 +37,15 @@ pub struct Sizes {
     pub backlog: u64,
     /// How long a consumer may take to finish after the last PUBACK.
     pub drain_timeout: Duration,
+    /// Messages queued in a stopped consumer's persistent session, then drained (issue #15).
+    pub drain: u64,
+    /// How many times the backlog drain is repeated (the median is reported).
+    pub drain_rounds: usize,
 }
 
 impl Sizes {
-    /// The real run (issue #6): 50k throughput, 1k msg/s latency, 3 s outage.
+    /// The real run (issue #6): 50k throughput, 1k msg/s latency, 3 s outage; a backlog of
+    /// 100,000 (issue #15: more than the 65,535 packet ids of a connection).
     pub const FULL: Sizes = Sizes {
         throughput: 50_000,
         throughput_rounds: 3,
@@ -51,6 +56,8 @@ impl Sizes {
         broker_down: Duration::from_secs(3),
         backlog: 1_000,
         drain_timeout: Duration::from_secs(30),
+        drain: 100_000,
+        drain_rounds: 3,
     };
 
     /// CI smoke test: enough traffic to prove correctness, never a time.
@@ -64,6 +71,8 @@ impl Sizes {
         broker_down: Duration::from_millis(250),
         backlog: 100,
         drain_timeout: Duration::from_secs(15),
+        drain: 5_000,
+        drain_rounds: 1,
     };
 }
 
@@ -755,6 +764,259 @@ pub fn reconnect_run(
         delivered: figures.unique,
         all_queued_while_away: persistent && published_at <= ready,
     })
+}
+
+/// One backlog drain (issue #15): a consumer's persistent session filled while it was down,
+/// then emptied by it, as fast as it can take the messages — bound by the consumer, not by a
+/// publisher.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainRun {
+    /// How many runs this stands for (see [`DrainRun::median_of`]).
+    pub runs: usize,
+    /// The lowest and highest drain rate among those runs.
+    pub rate_range: (f64, f64),
+    /// The backlog of one run.
+    pub backlog: u64,
+    /// Messages queued, over all runs (distinct `seq` per run).
+    pub published: u64,
+    /// What the consumer reported: the drain rate and time from its first to its last message.
+    pub figures: Figures,
+    /// From starting the consumer to its exit: connect, TLS, resume, drain, DISCONNECT.
+    pub wall: Duration,
+    /// From starting the consumer to its last message: how long a restart takes to catch up.
+    /// The fair comparison across libraries: Paho C receives (and acks) the backlog into
+    /// memory while the example still waits for its SUBACK, so its first-to-last time only
+    /// measures emptying that in-memory queue.
+    pub to_last: Duration,
+    /// CPU time (user + system) of the draining process, startup included.
+    pub cpu: Duration,
+    /// Peak RSS (`VmHWM`) of the draining process, KiB.
+    pub max_rss_kib: u64,
+    /// Peak RSS of the same program in the run that only created the session (connect,
+    /// subscribe, stop): its footprint without a backlog, KiB.
+    pub idle_rss_kib: u64,
+    /// How fast the broker took the backlog from the publisher (msg/s).
+    pub publish_rate: f64,
+}
+
+impl DrainRun {
+    pub fn lost(&self) -> u64 {
+        self.published.saturating_sub(self.figures.unique)
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.figures.received.saturating_sub(self.figures.unique)
+    }
+
+    /// CPU microseconds per message received.
+    pub fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.figures.received.max(1) as f64
+    }
+
+    /// The backlog over the time from process start to the last message (msg/s).
+    pub fn catch_up_rate(&self) -> f64 {
+        let secs = self.to_last.as_secs_f64();
+        if secs > 0.0 {
+            self.backlog as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Several runs of one variant as one, as [`ConsumerRun::median_of`]: rate, drain time and
+    /// wall time of the run with the median rate; messages, losses, duplicates and CPU added up
+    /// (so CPU µs/msg is the mean over the runs); the highest peak RSS and idle RSS.
+    pub fn median_of(runs: &[DrainRun]) -> DrainRun {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(|a, b| a.figures.rate.total_cmp(&b.figures.rate));
+        let mut median = sorted[sorted.len() / 2];
+        median.runs = runs.len();
+        median.rate_range = (
+            sorted[0].figures.rate,
+            sorted[sorted.len() - 1].figures.rate,
+        );
+        median.published = runs.iter().map(|r| r.published).sum();
+        median.figures.received = runs.iter().map(|r| r.figures.received).sum();
+        median.figures.unique = runs.iter().map(|r| r.figures.unique).sum();
+        median.cpu = runs.iter().map(|r| r.cpu).sum();
+        median.max_rss_kib = runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0);
+        median.idle_rss_kib = runs.iter().map(|r| r.idle_rss_kib).max().unwrap_or(0);
+        median
+    }
+}
+
+/// The backlog drain of one consumer with a persistent session:
+///
+/// 1. start it and wait until the broker logged its subscription, then SIGTERM it: the broker
+///    keeps its session (examples: `--session-expiry` > 0; mosquitto_sub: `-c -x 3600`);
+/// 2. wait until the broker saw it leave, then queue `n` messages in that session with the
+///    pipelined publisher (the broker acknowledges each once it is queued);
+/// 3. start it again, same client id, with `--count n` (`-C n`), and wait for it to exit.
+///
+/// The consumer's `stats:` line gives the drain from its first to its last message; the wall
+/// time runs from its start to its exit.
+///
+/// Each run has a broker of its own: a persistent session left behind keeps its subscription,
+/// so on a shared broker every later backlog would be queued in every earlier consumer's
+/// session too (measured: after ten runs of 100,000 the first session hit
+/// `max_queued_messages` and the broker dropped messages), slowing the broker down run by run.
+pub fn drain_run(ctx: &mut Ctx, variant: &Variant, program: &Path) -> anyhow::Result<DrainRun> {
+    let broker = &start_broker(false)?;
+    let n = ctx.sizes.drain;
+    let client_id = ctx.client_id("drain");
+    // mosquitto_sub resumes its own session: clean start off, session kept for an hour.
+    let session_args: Vec<String> = match variant.kind {
+        Kind::MosquittoSub => ["-c", "-x", "3600"].map(String::from).to_vec(),
+        Kind::Example => Vec::new(),
+    };
+
+    let mut first = spawn_consumer(
+        ctx,
+        broker,
+        variant,
+        program,
+        &client_id,
+        None,
+        &session_args,
+    )?;
+    wait_subscribed(
+        broker,
+        &client_id,
+        1,
+        &mut [&mut first],
+        Duration::from_secs(30),
+    )?;
+    let idle = first
+        .stop(Duration::from_secs(10))
+        .ok_or_else(|| anyhow!("{} could not be stopped", variant.name))?;
+    if idle.signal == Some(libc::SIGKILL) {
+        bail!(
+            "still running 10 s after SIGTERM (killed) while creating its session\n{}",
+            first.tail(15)
+        );
+    }
+    wait_left(broker, &client_id, Duration::from_secs(10))?;
+
+    let publisher_id = ctx.client_id("pub");
+    let publish_rate = ctx.rt.block_on(async {
+        let mut publisher = Publisher::connect(broker, &publisher_id).await?;
+        let took = publisher.burst(TOPIC, 0, n).await?;
+        publisher.disconnect().await;
+        anyhow::Ok(n as f64 / took.as_secs_f64())
+    })?;
+    check_dropped_nothing_for(broker, &client_id)?;
+
+    let started = Instant::now();
+    let started_unix_us = crate::traffic::unix_us();
+    let mut proc = spawn_consumer(
+        ctx,
+        broker,
+        variant,
+        program,
+        &client_id,
+        Some(n),
+        &session_args,
+    )?;
+    // Generous: the slowest variant drains ~10k msg/s in release, a debug build far less.
+    let timeout = ctx.sizes.drain_timeout + Duration::from_millis(n);
+    let exited_at = proc.wait_exit(timeout).map(|_| Instant::now());
+    let (figures, exit) = finish_consumer(
+        ctx.dir.path(),
+        &client_id,
+        variant,
+        &mut proc,
+        Duration::ZERO,
+    )
+    .with_context(|| {
+        format!(
+            "draining {n} messages (not done {} s after start)",
+            timeout.as_secs()
+        )
+    })?;
+    let Some(exited_at) = exited_at else {
+        bail!(
+            "not done {} s after start; stopped with {} of {n} received\n{}",
+            timeout.as_secs(),
+            figures.unique,
+            proc.tail(15)
+        );
+    };
+    if exit.code != Some(0) {
+        bail!("{} after the drain\n{}", exit.describe(), proc.tail(15));
+    }
+    check_dropped_nothing_for(broker, &client_id)?;
+    // Start to last message: the consumer's `stats:` line comes right after its last message;
+    // mosquitto_sub stamps each message with the wall clock.
+    let to_last = match variant.kind {
+        Kind::Example => proc
+            .find_line(|l| l.starts_with("stats:"))
+            .map(|line| line.at.saturating_duration_since(started)),
+        Kind::MosquittoSub => figures
+            .last_unix_us
+            .checked_sub(started_unix_us)
+            .map(Duration::from_micros),
+    }
+    .ok_or_else(|| anyhow!("could not tell when the last message arrived"))?;
+    Ok(DrainRun {
+        runs: 1,
+        rate_range: (figures.rate, figures.rate),
+        backlog: n,
+        published: n,
+        figures,
+        wall: exited_at.duration_since(started),
+        to_last,
+        cpu: exit.cpu,
+        max_rss_kib: exit.max_rss_kib,
+        idle_rss_kib: idle.max_rss_kib,
+        publish_rate,
+    })
+}
+
+/// Fails if the broker dropped messages for `client_id` (one run's verdict: a drop in another
+/// run on the same broker is that run's), with every broker log line naming the client.
+fn check_dropped_nothing_for(broker: &MosquittoBroker, client_id: &str) -> anyhow::Result<()> {
+    let log = broker.log();
+    let drop_line = format!("{BROKER_DROP_LINE} for client {client_id}.");
+    let dropped = log.lines().any(|l| l.contains(drop_line.as_str()));
+    if dropped {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(" {client_id} "))
+                    || l.contains(&format!(" {client_id}."))
+                    || l.contains(&format!(" {client_id},"))
+            })
+            .collect();
+        bail!(
+            "the broker dropped messages for {client_id}:\n{}",
+            lines.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the broker logged that `client_id` left (cleanly or not), so that the backlog
+/// published next is queued in its session rather than sent to a dying connection.
+fn wait_left(broker: &MosquittoBroker, client_id: &str, timeout: Duration) -> anyhow::Result<()> {
+    let needles = [
+        format!("Client {client_id} disconnected"),
+        format!("Client {client_id} closed its connection"),
+        format!("on client {client_id}, disconnecting"),
+    ];
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = broker.log();
+        if needles.iter().any(|needle| log.contains(needle.as_str())) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the broker did not log {client_id} leaving within {} s",
+                timeout.as_secs()
+            );
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Size of the program after `strip` (what you would ship), in bytes; the file size itself

@@ -9,6 +9,12 @@ pub struct Figures {
     pub unique: u64,
     /// Receive rate from the first to the last message (msg/s).
     pub rate: f64,
+    /// From the first to the last message received, µs (ms resolution for the examples, whose
+    /// `stats:` line says `elapsed_ms`).
+    pub elapsed_us: u64,
+    /// When the last message arrived, Unix µs (mosquitto_sub only: its `%U` stamps; 0 for the
+    /// examples, whose `stats:` line is stamped by the benchmark instead).
+    pub last_unix_us: u64,
     /// End-to-end latency percentiles, µs (0 when the payload had no `sentAtUs`).
     pub p50_us: u64,
     pub p99_us: u64,
@@ -33,6 +39,7 @@ pub fn parse_stats_line(line: &str) -> Option<Figures> {
             }
             "unique_seq" => figures.unique = int()?,
             "rate" => figures.rate = value.parse().ok()?,
+            "elapsed_ms" => figures.elapsed_us = int()?.saturating_mul(1000),
             "p50_us" => figures.p50_us = int()?,
             "p99_us" => figures.p99_us = int()?,
             "max_us" => figures.max_us = int()?,
@@ -78,6 +85,8 @@ pub fn from_mosquitto_sub<'a>(lines: impl Iterator<Item = &'a str>) -> Figures {
         received,
         unique: seqs.len() as u64,
         rate,
+        elapsed_us: last.saturating_sub(first),
+        last_unix_us: last,
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
         max_us: percentile(&latencies, 1.0),
@@ -116,6 +125,7 @@ mod tests {
             (10, 9, 120, 900, 1000)
         );
         assert_eq!(f.rate, 1800.0);
+        assert_eq!(f.elapsed_us, 5000);
         assert!(parse_stats_line("progress: received=1").is_none());
     }
 
@@ -131,5 +141,6 @@ mod tests {
         assert_eq!(f.p50_us, 100);
         assert_eq!(f.max_us, 500_100);
         assert!((f.rate - 2.0).abs() < 1e-9);
+        assert_eq!(f.elapsed_us, 1_000_000);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -59,6 +59,16 @@ pub struct BrokerOptions {
     pub extra_config: Vec<String>,
     /// How long to wait for the broker to accept connections after spawning it.
     pub start_timeout: Duration,
+    /// Run Mosquitto in this network namespace (`ip netns exec NAME mosquitto …`; needs root
+    /// and a namespace made with `ip netns add`), so a fault runner can cut the broker's link
+    /// (crates/faults). `None`: the caller's namespace.
+    pub netns: Option<String>,
+    /// The address clients use to reach the broker, for a broker in its own namespace. When set,
+    /// the listeners bind every address of the broker's namespace (its loopback too), the server
+    /// certificate names this address, and readiness is probed on it. `None`: 127.0.0.1 only.
+    pub listen_address: Option<IpAddr>,
+    /// More host names or IP addresses for the server certificate's SANs.
+    pub extra_sans: Vec<String>,
     /// Contents of a Mosquitto `acl_file` (e.g. `"user harness-x\ntopic read a/#"`), or `None`
     /// for no ACL (every authenticated user may read and write everything). Use
     /// [`MosquittoBroker::acl_user_placeholder`] where the generated user name belongs.
@@ -66,6 +76,12 @@ pub struct BrokerOptions {
     /// Serve an EXPIRED certificate (valid 2020-01-01 to 2021-01-01, otherwise correct: right CA,
     /// right host names) on [`MosquittoBroker::tls_port`].
     pub expired_server_certificate: bool,
+    /// `Some(patterns)`: also load Mosquitto's dynamic-security plugin, which lets the harness
+    /// user SUBSCRIBE only to these filter patterns and answers any other SUBSCRIBE with SUBACK
+    /// 0x87 *Not authorized* (the plain `acl_file` never refuses a SUBSCRIBE: it grants it and
+    /// delivers nothing). Mosquitto matches the whole filter, so `$share/g/a/#` is refused under
+    /// the pattern `a/#`. Publishing and receiving stay allowed everywhere.
+    pub subscribe_only: Option<Vec<String>>,
 }
 
 impl Default for BrokerOptions {
@@ -76,8 +92,12 @@ impl Default for BrokerOptions {
             autosave_interval_secs: 1,
             extra_config: Vec::new(),
             start_timeout: Duration::from_secs(5),
+            netns: None,
+            listen_address: None,
+            extra_sans: Vec::new(),
             acl_file: None,
             expired_server_certificate: false,
+            subscribe_only: None,
         }
     }
 }
@@ -249,7 +269,11 @@ impl MosquittoBroker {
             .context(|| "creating a temporary directory".to_string())?;
         set_mode(dir.path(), 0o755)?;
 
-        let pki = TestPki::generate()?;
+        let mut sans = options.extra_sans.clone();
+        if let Some(address) = options.listen_address {
+            sans.push(address.to_string());
+        }
+        let pki = TestPki::generate(&sans)?;
         let ca_path = dir.path().join("ca.pem");
         let wrong_ca_path = dir.path().join("unrelated-ca.pem");
         write_file(&ca_path, &pki.ca_cert, 0o644)?;
@@ -280,6 +304,9 @@ impl MosquittoBroker {
         if let Some(acl) = &options.acl_file {
             let acl = acl.replace(ACL_USER_PLACEHOLDER, &username);
             write_file(&dir.path().join("acl"), &acl, 0o644)?;
+        }
+        if let Some(patterns) = &options.subscribe_only {
+            create_dynsec_file(dir.path(), &username, &password, patterns)?;
         }
 
         let persistence_dir = dir.path().join("persistence");
@@ -343,6 +370,19 @@ impl MosquittoBroker {
     /// The host name clients should use: the server certificate is valid for it.
     pub fn host(&self) -> &'static str {
         "localhost"
+    }
+
+    /// The address the broker is probed on and clients should use: 127.0.0.1, or
+    /// [`BrokerOptions::listen_address`].
+    pub fn address(&self) -> IpAddr {
+        self.options
+            .listen_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The options the broker was started with.
+    pub fn options(&self) -> &BrokerOptions {
+        &self.options
     }
 
     /// PEM file of the CA that signed the broker's certificates.
@@ -472,12 +512,22 @@ impl MosquittoBroker {
         if options.acl_file.is_some() {
             line(format!("acl_file {}", path("acl")));
         }
+        if options.subscribe_only.is_some() {
+            line(format!("plugin {}", dynsec_plugin().display()));
+            line(format!("plugin_opt_config_file {}", path("dynsec.json")));
+        }
         for extra in &options.extra_config {
             line(extra.clone());
         }
+        // In its own namespace the broker listens on all of that namespace's addresses.
+        let bind = if options.listen_address.is_some() {
+            String::new()
+        } else {
+            " 127.0.0.1".to_string()
+        };
         let tls_listener = |line: &mut dyn FnMut(String), port: u16, name: &str| {
             line(String::new());
-            line(format!("listener {port} 127.0.0.1"));
+            line(format!("listener {port}{bind}"));
             line(format!("cafile {}", path("ca.pem")));
             line(format!("certfile {}", path(&format!("{name}.pem"))));
             line(format!("keyfile {}", path(&format!("{name}.key"))));
@@ -486,14 +536,22 @@ impl MosquittoBroker {
         tls_listener(&mut line, self.ports.wrong_name_tls, "wrong-host");
         // Last on purpose: once it accepts, the listeners before it are bound too.
         line(String::new());
-        line(format!("listener {} 127.0.0.1", self.ports.plaintext));
+        line(format!("listener {}{bind}", self.ports.plaintext));
         conf
     }
 
     /// Spawns Mosquitto with the current config and waits until its last
     /// listener accepts TCP connections.
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let mut child = Command::new(&self.mosquitto)
+        let mut command = match &self.options.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&self.mosquitto);
+                command
+            }
+            None => Command::new(&self.mosquitto),
+        };
+        let mut child = command
             .arg("-c")
             .arg(&self.config_path)
             .current_dir(self.dir.path())
@@ -512,7 +570,7 @@ impl MosquittoBroker {
         let mut running = RunningBroker { child, readers };
 
         let started = Instant::now();
-        let probe = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.plaintext));
+        let probe = SocketAddr::from((self.address(), self.ports.plaintext));
         loop {
             if let Ok(Some(status)) = running.child.try_wait() {
                 running.join_readers();
@@ -620,6 +678,70 @@ fn create_password_file(
         });
     }
     set_mode(file, 0o644)
+}
+
+/// Mosquitto's dynamic-security plugin, where the Debian/Ubuntu `mosquitto` package puts it.
+fn dynsec_plugin() -> PathBuf {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(candidates[0]))
+}
+
+/// Writes `dynsec.json` for [`BrokerOptions::subscribe_only`]: `mosquitto_ctrl dynsec init` makes
+/// the user (with its password hashed as the plugin wants), then its one role is rewritten to
+/// allow publishing and receiving everything but subscribing only to `patterns`.
+fn create_dynsec_file(
+    dir: &Path,
+    username: &str,
+    password: &str,
+    patterns: &[String],
+) -> Result<(), HarnessError> {
+    let file = dir.join("dynsec.json");
+    let mosquitto_ctrl = find_program("mosquitto_ctrl")?;
+    if !dynsec_plugin().is_file() {
+        return Err(HarnessError::NotInstalled {
+            program: "mosquitto_dynamic_security.so (Debian package mosquitto)",
+        });
+    }
+    let output = Command::new(&mosquitto_ctrl)
+        .args(["dynsec", "init"])
+        .arg(&file)
+        .args([username, password])
+        .stdin(Stdio::null())
+        .output()
+        .context(|| format!("running {}", mosquitto_ctrl.display()))?;
+    if !output.status.success() {
+        return Err(HarnessError::Passwd {
+            status: output.status.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
+    }
+    let text = fs::read_to_string(&file).context(|| format!("reading {}", file.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|err| HarnessError::Mqtt(format!("mosquitto_ctrl wrote bad JSON: {err}")))?;
+    let acl = |acltype: &str, topic: &str| serde_json::json!({"acltype": acltype, "topic": topic, "priority": 0, "allow": true});
+    let mut acls = vec![
+        acl("publishClientSend", "#"),
+        acl("publishClientReceive", "#"),
+        acl("unsubscribePattern", "#"),
+    ];
+    acls.extend(patterns.iter().map(|p| acl("subscribePattern", p)));
+    for role in config["roles"].as_array_mut().into_iter().flatten() {
+        role["acls"] = serde_json::Value::Array(acls.clone());
+    }
+    write_file(&file, &config.to_string(), 0o644)
 }
 
 pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {

@@ -34,10 +34,13 @@ pub(crate) struct TestPki {
 pub(crate) const WRONG_HOST: &str = "wrong-host.invalid";
 
 impl TestPki {
-    /// Generates two CAs and two server certificates.
-    pub(crate) fn generate() -> Result<TestPki, rcgen::Error> {
+    /// Generates two CAs and two server certificates; `extra_sans` (host names or IP
+    /// addresses) are added to the good server certificate.
+    pub(crate) fn generate(extra_sans: &[String]) -> Result<TestPki, rcgen::Error> {
         let ca = new_ca("linklabs-mqtt-rust test CA")?;
-        let server = new_server_cert(&ca, &["localhost", "127.0.0.1"])?;
+        let mut names = vec!["localhost", "127.0.0.1"];
+        names.extend(extra_sans.iter().map(String::as_str));
+        let server = new_server_cert(&ca, &names)?;
         let wrong_host_server = new_server_cert(&ca, &[WRONG_HOST])?;
         let unrelated_ca = new_ca("unrelated test CA (must not be trusted)")?;
         let expired_server = new_server_cert_valid(

@@ -35,7 +35,7 @@ pub fn check(args: &ConnectArgs) -> (StepReport, Option<BrokerTarget>) {
                 STEP,
                 NAME,
                 "the credentials file cannot be used",
-                Advice::from_error("credentials", &err),
+                Advice::credentials(&err),
                 common::exit::CREDENTIALS,
             );
             return (report, None);
@@ -52,7 +52,7 @@ pub fn check(args: &ConnectArgs) -> (StepReport, Option<BrokerTarget>) {
                 STEP,
                 NAME,
                 format!("{path}: plaintext MQTT asked for"),
-                Advice::from_error("plaintext-refused", &refused),
+                Advice::plaintext_refused(&refused),
                 common::exit::PLAINTEXT_REFUSED,
             );
             return (report, None);
@@ -95,7 +95,7 @@ pub fn check(args: &ConnectArgs) -> (StepReport, Option<BrokerTarget>) {
         "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }));
     for warning in &warnings {
-        report.add_warning(DoctorText::CredentialsWarning(&warning.to_string()).advice());
+        report.add_warning(DoctorText::CredentialsWarning(warning).advice());
     }
     (report, Some(target))
 }

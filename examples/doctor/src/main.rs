@@ -30,7 +30,9 @@
 //! exit code 0, or the first ✗'s exit code: 3 credentials, 4 TLS, 5 login or subscription
 //! refused, 7 plaintext refused, 8 network (README, "Exit codes"). ⚠ lines do not change the exit
 //! code: "no message within --wait" is a ⚠, because a quiet topic is not an error — but read it,
-//! since a broker that filters a topic by ACL looks exactly like that.
+//! since a broker that filters a topic by ACL looks exactly like that. Each ✗/⚠ says the cause
+//! and the fix, then `see docs/src/troubleshooting.md#<id>`: its entry in the book (`--json`
+//! carries the same `id` and `see`).
 //!
 //! Without `--creds`, `MQTT_CREDS` or `./creds.json` it stops at step 1: unlike the examples it
 //! never starts the local demo broker, since there would be nothing of yours to diagnose.

@@ -187,6 +187,7 @@ impl Report {
         }
         for advice in &step.advice {
             let _ = writeln!(out, "      → {}", advice.text);
+            let _ = writeln!(out, "        see {}", advice.see);
         }
         if let Some(error) = &step.library_error {
             if step.verdict == Verdict::Fail {

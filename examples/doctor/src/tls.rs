@@ -159,22 +159,18 @@ pub async fn check(
     };
     let store = match roots.rustls_root_store() {
         Ok(store) => Arc::new(store),
-        Err(err) => {
-            return fail_setup(
-                Advice::from_error("tls-setup", &err),
-                format!("cannot load {roots}"),
-            )
-        }
+        Err(err) => return fail_setup(Advice::tls_setup(&err), format!("cannot load {roots}")),
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let inner =
         match WebPkiServerVerifier::builder_with_provider(store, Arc::clone(&provider)).build() {
             Ok(inner) => inner,
             Err(err) => {
-                let advice = Advice {
-                    id: "tls-setup".to_owned(),
-                    text: format!("{roots} cannot be used as a trust store: {err}."),
-                };
+                let advice = DoctorText::TrustStoreUnusable {
+                    trust: &roots.to_string(),
+                    error: &err.to_string(),
+                }
+                .advice();
                 return fail_setup(advice, format!("cannot use {roots}"));
             }
         };
@@ -191,10 +187,10 @@ pub async fn check(
             .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
             .with_no_client_auth(),
         Err(err) => {
-            let advice = Advice {
-                id: "tls-setup".to_owned(),
-                text: format!("rustls refused its own defaults: {err}."),
-            };
+            let advice = DoctorText::TlsDefaultsRefused {
+                error: &err.to_string(),
+            }
+            .advice();
             return fail_setup(advice, "cannot set up TLS".to_owned());
         }
     };

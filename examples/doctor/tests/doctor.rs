@@ -449,6 +449,28 @@ fn wrong_password_is_diagnosed_at_connect_with_the_reason_code() {
 }
 
 #[test]
+fn no_credentials_file_is_diagnosed_at_the_credentials_step() {
+    // No --creds, no MQTT_CREDS, and a working directory without creds.json.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = mosquitto_harness::example_command("doctor");
+    command.current_dir(dir.path()).env_remove("MQTT_CREDS");
+    let mut process = ExampleProcess::spawn_command(command).expect("start doctor");
+    let status = finish(&mut process);
+    let stdout = process.stdout();
+    assert_eq!(status.code(), Some(3), "{}", process.transcript());
+    expect_step(
+        &stdout,
+        1,
+        "✗",
+        &[
+            "no credentials file: pass --creds creds.json",
+            "see docs/src/troubleshooting.md#doctor-no-credentials",
+        ],
+    );
+    expect_stopped_at(&stdout, 1);
+}
+
+#[test]
 fn disabled_credentials_are_diagnosed_at_the_credentials_step() {
     let fx = Fixture::new();
     let mut creds = fx.creds("doctor-disabled");
@@ -532,7 +554,12 @@ fn no_message_within_wait_is_a_warning_not_a_failure() {
         &stdout,
         9,
         "⚠",
-        &["nothing arrived", "within 2 s", "longer --wait"],
+        &[
+            "nothing arrived",
+            "within 2 s",
+            "longer --wait",
+            "see docs/src/troubleshooting.md#doctor-no-message",
+        ],
     );
     expect_step(&stdout, 10, "✓", &["session expiry 0"]);
     assert!(stdout.contains("warning(s) above"), "{stdout}");
@@ -593,12 +620,32 @@ fn json_report_parses_and_carries_the_same_verdicts_as_the_text() {
             step(&text, n).starts_with(mark),
             "step {n}: JSON says {mark}\ntext:\n{text}\njson:\n{json_out}"
         );
+        // Every advice links its troubleshooting entry, in both reports.
+        for advice in step_json["advice"].as_array().into_iter().flatten() {
+            let see = format!(
+                "docs/src/troubleshooting.md#{}",
+                advice["id"].as_str().expect("advice id")
+            );
+            assert_eq!(advice["see"], json!(see), "{json_out}");
+            assert!(step(&text, n).contains(&format!("see {see}")), "{text}");
+        }
     }
     let connect = &steps[4];
     assert_eq!(connect["verdict"], json!("fail"));
     assert_eq!(connect["exit_code"], json!(5));
     assert_eq!(connect["data"]["reason_code"], json!(0x87));
-    assert_eq!(connect["advice"][0]["id"], json!("failure-not-authorized"));
+    // The advice's id is its troubleshooting entry, and the link goes with it.
+    assert_eq!(connect["advice"][0]["id"], json!("not-authorized"));
+    assert_eq!(
+        connect["advice"][0]["see"],
+        json!("docs/src/troubleshooting.md#not-authorized")
+    );
+    expect_step(
+        &text,
+        5,
+        "✗",
+        &["see docs/src/troubleshooting.md#not-authorized"],
+    );
     assert!(!json_out.contains("not-the-password"));
 }
 

@@ -82,6 +82,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
+        // A stop always stops: at most STOP_MAX, even with a handler stuck in a message.
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
@@ -223,11 +225,8 @@ async fn consume(
     if let Stop::Requested = stop {
         tracing::info!("stop requested: disconnecting, then handling what Paho already acked");
     }
-    if client.is_connected() {
-        if let Err(err) = client.disconnect(None).await {
-            tracing::warn!("DISCONNECT failed: {err}");
-        }
-    }
+    // Says whether the DISCONNECT really went out: the last log line must not claim it otherwise.
+    let disconnected = common::paho_util::disconnect(&client).await;
     // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
     // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
     let waiting = common::paho_util::take_waiting_messages(&events);
@@ -241,7 +240,7 @@ async fn consume(
         Stop::CountReached => common::paho_util::report_dropped(waiting.len()),
     }
     printer.finish();
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    tracing::info!("processed {handled} messages; {disconnected}");
     Ok(())
 }
 

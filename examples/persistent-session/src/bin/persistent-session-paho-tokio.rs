@@ -110,6 +110,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut printer = MessagePrinter::new(args.connect.stats);
     let count = args.connect.count;
     let mut handled = 0u64;
+    // A stop always stops: at most STOP_MAX after Ctrl-C / SIGTERM, even with a handler stuck
+    // in a message (it runs inside the loop below, which then polls nothing else).
+    tokio::spawn(async {
+        common::shutdown::signal().await;
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
+    });
     let shutdown = common::shutdown::signal();
     tokio::pin!(shutdown);
 
@@ -189,11 +195,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Stop::Requested = stop {
         tracing::info!("stop requested: disconnecting, then handling what Paho already acked");
     }
-    if client.is_connected() {
-        if let Err(err) = client.disconnect(None).await {
-            tracing::warn!("DISCONNECT failed: {err}");
-        }
-    }
+    // Says whether the DISCONNECT really went out: the last log line must not claim it otherwise.
+    let disconnected = common::paho_util::disconnect(&client).await;
     // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
     // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
     let waiting = common::paho_util::take_waiting_messages(&events);
@@ -207,7 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Stop::CountReached => common::paho_util::report_dropped(waiting.len()),
     }
     printer.finish();
-    tracing::info!("processed {handled} messages; disconnected cleanly");
+    tracing::info!("processed {handled} messages; {disconnected}");
     // (The demo broker stops with this process, and our session with it.)
     if expiry > 0 && demo.is_none() {
         tracing::info!(

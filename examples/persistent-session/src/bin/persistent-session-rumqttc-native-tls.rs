@@ -149,6 +149,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(handled)
     });
 
+    // The idle watchdog (see `poll_or_silence`): 1.5 × keep-alive without a packet from the
+    // broker means a dead link. The keep-alive (30 s, set in common::cli) is the trade-off:
+    // shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per keep-alive.
+    let idle_limit = eventloop.options.keep_alive() * 3 / 2;
+    let mut last_heard = tokio::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let shutdown = common::shutdown::signal();
     tokio::pin!(shutdown);
@@ -158,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = &mut shutdown => break Stop::Requested,
             // The handler ends on its own only when --count messages were handled (or on error).
             result = &mut handler => break Stop::HandlerFinished(result),
-            event = eventloop.poll() => match event {
+            event = poll_or_silence(&mut eventloop, &mut last_heard, idle_limit) => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     let reconnect = supervisor.ever_connected();
                     supervisor.connected();
@@ -259,4 +264,35 @@ enum Stop {
     Requested,
     /// The handler task returned (after `--count` messages, or with an error).
     HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
+}
+
+/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
+///
+/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
+/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
+/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
+/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
+/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
+/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
+async fn poll_or_silence(
+    eventloop: &mut rumqttc::v5::EventLoop,
+    last_heard: &mut tokio::time::Instant,
+    idle_limit: std::time::Duration,
+) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
+    tokio::select! {
+        // Biased: data already waiting wins over a deadline that passed while we were busy.
+        biased;
+        event = eventloop.poll() => {
+            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
+                *last_heard = tokio::time::Instant::now();
+            }
+            event
+        }
+        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
+            eventloop.clean();
+            *last_heard = tokio::time::Instant::now();
+            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
+        }
+    }
 }

@@ -26,8 +26,9 @@
 //! - paho-mqtt, as `tls-connect-paho-smol` explains: OpenSSL with `.verify(true)`, an unbounded
 //!   event stream, our own reconnects through the supervisor.
 //! - The graceful stop is exact where the default's is a heuristic on one side: a clean-start
-//!   worker leaves the group (UNSUBSCRIBE), handles what keeps arriving until nothing has come
-//!   for 0.5 s (at most 10 s), disconnects, and then handles what is still in the stream. A
+//!   worker leaves the group (UNSUBSCRIBE), handles what keeps arriving until the broker says
+//!   there is nothing more (an UNSUBACK with no message before it, twice; at most 10 s),
+//!   disconnects, and then handles what is still in the stream. A
 //!   worker with a persistent session disconnects at once and handles the stream.
 //!
 //! **What this library cannot do.**
@@ -53,9 +54,8 @@ use smol::channel::Receiver;
 use smol::future;
 use smol::Timer;
 
-/// A stopping clean-start worker waits this long for one more message before it disconnects...
-const DRAIN_IDLE: Duration = Duration::from_millis(500);
-/// ...and no longer than this in all (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+/// A stopping clean-start worker drains until the broker says it has nothing more for it, but no
+/// longer than this (Kubernetes allows 30 s between SIGTERM and SIGKILL).
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// One worker of a shared subscription ($share/<group>/<topic>), with Paho on smol.
@@ -146,6 +146,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
+        // A stop always stops: at most STOP_MAX, even with a handler stuck in a message.
+        common::paho_util::stop_within(common::paho_util::STOP_MAX);
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
     let result = smol::block_on(consume(&target, worker, &stop_rx));
@@ -291,33 +293,31 @@ async fn consume(
     //    would die with its session, so it handles what is on its way (a graceful scale-down).
     if matches!(stop, Stop::Requested) && expiry == 0 && client.is_connected() {
         tracing::info!("stopping: leaving the group; handling what the broker already sent us");
-        if let Err(err) = client.unsubscribe(filter.as_str()).await {
-            tracing::warn!("UNSUBSCRIBE failed: {err}");
-        }
+        // Ask the broker (UNSUBSCRIBE, then again) until two answers in a row come with nothing
+        // before them: then it has nothing more for us (see `messages_before_unsuback`). At most
+        // DRAIN_MAX.
         let limit = Instant::now() + DRAIN_MAX;
-        loop {
-            let idle = DRAIN_IDLE.min(limit.saturating_duration_since(Instant::now()));
-            let idle_over = async {
-                Timer::after(idle).await;
-                None
+        let mut quiet_answers = 0;
+        while quiet_answers < 2 {
+            let Some(arrived) =
+                common::paho_util::messages_before_unsuback(&client, &events, &filter, limit).await
+            else {
+                break;
             };
-            match future::or(async { Some(events.recv().await) }, idle_over).await {
-                Some(Ok(mqtt::Event::Message(message))) => {
-                    handled += 1;
-                    handle(&mut printer, &id, handled, &message, work).await;
-                }
-                Some(Ok(_)) => {}
-                // Nothing for DRAIN_IDLE (or DRAIN_MAX is over), or the stream closed.
-                Some(Err(_)) | None => break,
+            quiet_answers = if arrived.is_empty() {
+                quiet_answers + 1
+            } else {
+                0
+            };
+            for message in arrived {
+                handled += 1;
+                handle(&mut printer, &id, handled, &message, work).await;
             }
         }
     }
     // DISCONNECT, so that no more messages arrive...
-    if client.is_connected() {
-        if let Err(err) = client.disconnect(None).await {
-            tracing::warn!("DISCONNECT failed: {err}");
-        }
-    }
+    // Says whether the DISCONNECT really went out: the last log line must not claim it otherwise.
+    let disconnected = common::paho_util::disconnect(&client).await;
     // ...then deal with what is still in the stream: Paho C has already acknowledged it, so
     // nobody will ever redeliver it. On Ctrl-C we handle it; after --count we can only say so.
     let waiting = common::paho_util::take_waiting_messages(&events);
@@ -332,7 +332,7 @@ async fn consume(
     }
 
     printer.finish();
-    tracing::info!("handled {handled} messages; disconnected cleanly");
+    tracing::info!("handled {handled} messages; {disconnected}");
     Ok(())
 }
 

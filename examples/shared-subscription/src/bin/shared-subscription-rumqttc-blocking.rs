@@ -45,14 +45,14 @@ use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, RecvTimeoutError};
+use rumqttc::Outgoing;
 
 /// Messages received but not yet handled. Also the Receive Maximum we ask the broker for: how
 /// many unacked messages it may send at a time.
 const WORK_QUEUE: usize = 32;
 
-/// A stopping clean-start worker waits this long for one more message before it disconnects...
-const DRAIN_IDLE: Duration = Duration::from_millis(500);
-/// ...and no longer than this in all (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+/// A stopping clean-start worker drains until the broker says it has nothing more for it (see
+/// [`Drain`]), but no longer than this (Kubernetes allows 30 s between SIGTERM and SIGKILL).
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// How long the connection thread waits for network events before checking for Ctrl-C.
@@ -196,12 +196,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(handled)
     });
 
+    // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link
+    // (see the `RecvTimeoutError::Timeout` arm below). The keep-alive (30 s, set in common::cli) is
+    // the trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per
+    // keep-alive.
+    let idle_limit = connection.eventloop.options.keep_alive() * 3 / 2;
+    let mut last_heard = std::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut connected = false;
-    // While a clean-start worker stops: (wait for more until, never after).
-    let mut draining: Option<(Instant, Instant)> = None;
+    // While a clean-start worker stops: the drain's progress (None: not stopping).
+    let mut drain: Option<Drain> = None;
+    // Every PUBLISH received and every PUBACK written, to know when all are acked.
+    let (mut received, mut acked) = (0u64, 0u64);
     loop {
-        if draining.is_none() && stop_rx.try_recv().is_ok() {
+        if drain.is_none() && stop_rx.try_recv().is_ok() {
             if expiry > 0 {
                 // Our session keeps our share while we restart: nothing to drain.
                 break;
@@ -210,10 +218,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             // the group first and handle what is on its way (a graceful scale-down).
             client.try_unsubscribe(filter.clone())?;
             tracing::info!("stopping: leaving the group; handling what the broker already sent us");
-            let now = Instant::now();
-            draining = Some((now + DRAIN_IDLE, now + DRAIN_MAX));
+            let mut leaving = Drain::new(Instant::now() + DRAIN_MAX);
+            // The UNSUBSCRIBE is the first question; it counts only if nothing was unacked.
+            leaving.asked(received, acked);
+            drain = Some(leaving);
         }
-        if draining.is_some_and(|(idle_until, _)| Instant::now() >= idle_until) {
+        if drain.as_ref().is_some_and(|d| Instant::now() >= d.limit) {
+            tracing::warn!(
+                "the drain did not end within {} s; stopping anyway",
+                DRAIN_MAX.as_secs()
+            );
             break;
         }
         // The handler ends on its own only when --count messages were handled (or on error).
@@ -227,6 +241,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         let event = if connected {
             match connection.recv_timeout(WAKE_UP) {
                 Ok(event) => event,
+                // The idle watchdog: rumqttc sends a PINGREQ every keep-alive, so a live broker
+                // sends us something within every keep-alive. Nothing for 1.5 × keep-alive means
+                // the link died without a FIN or RST (a pulled cable, a NAT that forgot us), which
+                // rumqttc alone notices only after about 2 × keep-alive. `clean()` drops the dead
+                // connection (unacked messages are kept for the next one); the error takes the
+                // retry path below, and the next `recv()` reconnects.
+                Err(RecvTimeoutError::Timeout) if last_heard.elapsed() >= idle_limit => {
+                    connection.eventloop.clean();
+                    Err(common::supervisor::LinkSilent {
+                        silent_for: idle_limit,
+                    }
+                    .into_error())
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("rumqttc's request queue closed")
@@ -238,6 +265,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Err(_) => anyhow::bail!("rumqttc's request queue closed"),
             }
         };
+        // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+        if !matches!(event, Ok(Event::Outgoing(_))) {
+            last_heard = std::time::Instant::now();
+        }
         // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
         connected = event.is_ok();
         match event {
@@ -263,10 +294,29 @@ fn run(args: Args) -> anyhow::Result<()> {
                 common::rumqttc_util::check_suback(&ack, &filter)?;
                 tracing::info!("subscribed to {filter} with QoS 1");
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if let Some((idle_until, limit)) = draining.as_mut() {
-                    *idle_until = (Instant::now() + DRAIN_IDLE).min(*limit);
+            Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                if let Some(leaving) = drain.as_mut() {
+                    if leaving.answered(received) {
+                        break; // the broker has nothing more for us
+                    }
+                    if received == acked {
+                        leaving.asked(received, acked);
+                        client.try_unsubscribe(filter.clone())?;
+                    }
                 }
+            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                acked += 1;
+                // Everything handled and acked, and no question on the way: ask (again).
+                if let Some(leaving) = drain.as_mut() {
+                    if received == acked && !leaving.waiting {
+                        leaving.asked(received, acked);
+                        client.try_unsubscribe(filter.clone())?;
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                received += 1;
                 // Blocks while the queue is full: that is the back-pressure.
                 match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
                     Handoff::Queued => {}
@@ -280,7 +330,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(_) => {}
             // Stopping anyway: a clean-start session is gone with the connection.
-            Err(_) if draining.is_some() => break,
+            Err(_) if drain.is_some() => break,
             Err(err) => match supervisor.failed(&err) {
                 NextStep::RetryAfter(delay) => {
                     // Sleep before reconnecting, but wake up for Ctrl-C.
@@ -310,6 +360,63 @@ fn run(args: Args) -> anyhow::Result<()> {
         demo.shutdown();
     }
     Ok(())
+}
+
+/// How a leaving clean-start worker knows the broker has sent it everything it dealt it: it asks,
+/// and waits for an answer that no message overtook.
+///
+/// After our UNSUBSCRIBE (Mosquitto handles a connection's packets in order) the broker deals us
+/// nothing new, but messages already dealt to us may still be queued on its side, beyond our
+/// Receive Maximum: each PUBACK we send releases more. So the question is an UNSUBSCRIBE of the
+/// same filter (harmless: "no subscription existed"), sent only when every message received so
+/// far is acked, and the answer is its UNSUBACK: the broker writes a connection's packets in
+/// order, so a message released by our PUBACKs arrives before the UNSUBACK of a question sent
+/// after them. An answer with no message before it means "nothing more". Two such answers in a
+/// row are required, because Mosquitto may write the messages a PUBACK released on its next
+/// loop turn, after answering a question read in the same batch; a second question, sent after
+/// the first answer, cannot overtake them. No idle timer: a loaded machine only makes it slower
+/// (the earlier 0.5 s idle gap lost messages when a gap was longer; issue #16).
+struct Drain {
+    /// Give up here (a stuck handler, a wedged connection).
+    limit: Instant,
+    /// A question is on its way.
+    waiting: bool,
+    /// The question was asked with every received message acked...
+    clean: bool,
+    /// ...and this many received: a different count at the answer means a message came first.
+    received_at_question: u64,
+    /// Consecutive clean answers with no message before them.
+    quiet_answers: u32,
+}
+
+impl Drain {
+    fn new(limit: Instant) -> Self {
+        Drain {
+            limit,
+            waiting: false,
+            clean: false,
+            received_at_question: 0,
+            quiet_answers: 0,
+        }
+    }
+
+    /// A question (UNSUBSCRIBE) is sent now.
+    fn asked(&mut self, received: u64, acked: u64) {
+        self.waiting = true;
+        self.clean = received == acked;
+        self.received_at_question = received;
+    }
+
+    /// Its answer (UNSUBACK) arrived: `true` when the drain is complete.
+    fn answered(&mut self, received: u64) -> bool {
+        self.waiting = false;
+        if self.clean && received == self.received_at_question {
+            self.quiet_answers += 1;
+        } else {
+            self.quiet_answers = 0;
+        }
+        self.quiet_answers >= 2
+    }
 }
 
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the

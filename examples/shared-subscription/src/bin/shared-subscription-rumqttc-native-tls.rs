@@ -31,6 +31,7 @@ use common::{BrokerTarget, ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::Outgoing;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,9 +41,8 @@ use tracing::Instrument;
 /// broker for: how many unacked messages it may send a worker at a time.
 const WORK_QUEUE: usize = 32;
 
-/// A stopping clean-start worker waits this long for one more message before it disconnects...
-const DRAIN_IDLE: Duration = Duration::from_millis(500);
-/// ...and no longer than this in all (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+/// A stopping clean-start worker drains until the broker says it has nothing more for it (see
+/// [`Drain`]), but no longer than this (Kubernetes allows 30 s between SIGTERM and SIGKILL).
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// How often a process with several workers prints the per-worker tally.
@@ -229,8 +229,8 @@ async fn run_worker(
     session_expiry: u32,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
-    // The one line that differs from `shared-subscription`: native-tls (OpenSSL) instead of rustls.
     let mut options = target
+        // The one line that differs from `shared-subscription`: native-tls (OpenSSL) instead of rustls.
         .rumqttc_options_native_tls()
         .context("setting up TLS for the broker connection")?;
     options
@@ -293,6 +293,11 @@ async fn run_worker(
         .in_current_span(),
     );
 
+    // The idle watchdog (see `poll_or_silence`): 1.5 × keep-alive without a packet from the
+    // broker means a dead link. The keep-alive (30 s, set in common::cli) is the trade-off:
+    // shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per keep-alive.
+    let idle_limit = eventloop.options.keep_alive() * 3 / 2;
+    let mut last_heard = tokio::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut stop_rx = shared.stop.subscribe();
     let stop_requested = async move {
@@ -301,14 +306,15 @@ async fn run_worker(
     };
     tokio::pin!(stop_requested);
 
-    // While a clean-start worker stops: when to give up waiting for the next message.
-    let mut drain_until: Option<Instant> = None;
-    let mut drain_limit = Instant::now();
+    // While a clean-start worker stops: the drain's progress (None: not stopping).
+    let mut drain: Option<Drain> = None;
+    // Every PUBLISH received and every PUBACK written, to know when all are acked.
+    let (mut received, mut acked) = (0u64, 0u64);
 
     let stop = loop {
-        let drain_deadline = drain_until.unwrap_or_else(Instant::now);
+        let drain_deadline = drain.as_ref().map_or_else(Instant::now, |d| d.limit);
         tokio::select! {
-            _ = &mut stop_requested, if drain_until.is_none() => {
+            _ = &mut stop_requested, if drain.is_none() => {
                 if session_expiry > 0 {
                     // Our session keeps our share while we restart: nothing to drain.
                     break Stop::Requested;
@@ -319,15 +325,21 @@ async fn run_worker(
                 tracing::info!(
                     "stopping: leaving the group; handling what the broker already sent us"
                 );
-                drain_limit = Instant::now() + DRAIN_MAX;
-                drain_until = Some(Instant::now() + DRAIN_IDLE);
+                let mut leaving = Drain::new(Instant::now() + DRAIN_MAX);
+                // The UNSUBSCRIBE is the first question; it counts only if nothing was unacked.
+                leaving.asked(received, acked);
+                drain = Some(leaving);
             }
-            _ = tokio::time::sleep_until(drain_deadline), if drain_until.is_some() => {
+            _ = tokio::time::sleep_until(drain_deadline), if drain.is_some() => {
+                tracing::warn!(
+                    "the drain did not end within {} s; stopping anyway",
+                    DRAIN_MAX.as_secs()
+                );
                 break Stop::Requested;
             }
             // The handler ends on its own only when --count was reached (or on error).
             result = &mut handler => break Stop::HandlerFinished(result),
-            event = eventloop.poll() => match event {
+            event = poll_or_silence(&mut eventloop, &mut last_heard, idle_limit) => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     supervisor.connected();
                     tracing::info!("connected (session present: {})", ack.session_present);
@@ -351,22 +363,46 @@ async fn run_worker(
                     common::rumqttc_util::check_suback(&ack, &filter)?;
                     tracing::info!("subscribed to {filter} with QoS 1");
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if let Some(until) = drain_until.as_mut() {
-                        *until = (Instant::now() + DRAIN_IDLE).min(drain_limit);
+                Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                    if let Some(leaving) = drain.as_mut() {
+                        if leaving.answered(received) {
+                            break Stop::Requested; // the broker has nothing more for us
+                        }
+                        if received == acked {
+                            leaving.asked(received, acked);
+                            client.try_unsubscribe(filter.clone())?;
+                        }
                     }
+                }
+                Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                    acked += 1;
+                    // Everything handled and acked, and no question on the way: ask (again).
+                    if let Some(leaving) = drain.as_mut() {
+                        if received == acked && !leaving.waiting {
+                            leaving.asked(received, acked);
+                            client.try_unsubscribe(filter.clone())?;
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    received += 1;
                     // Waits while the queue is full: that is the back-pressure.
                     // A stop request still wins while we wait: never deaf to SIGTERM.
+                    // (While draining, the stop request has already fired and must not be polled
+                    // again; the drain's own limit applies instead.)
                     tokio::select! {
                         sent = work_tx.send(publish) => if sent.is_err() {
                             break Stop::HandlerFinished((&mut handler).await);
                         },
-                        _ = &mut stop_requested => break Stop::Requested,
+                        _ = &mut stop_requested, if drain.is_none() => break Stop::Requested,
+                        _ = tokio::time::sleep_until(drain_deadline), if drain.is_some() => {
+                            break Stop::Requested;
+                        }
                     }
                 }
                 Ok(_) => {}
                 // Stopping anyway: a clean-start session is gone with the connection.
-                Err(_) if drain_until.is_some() => break Stop::Requested,
+                Err(_) if drain.is_some() => break Stop::Requested,
                 Err(err) => match supervisor.failed(&err) {
                     NextStep::RetryAfter(delay) => {
                         // Sleep before reconnecting, but wake up for a stop.
@@ -396,6 +432,63 @@ async fn run_worker(
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     tracing::info!("handled {handled} messages; {disconnected}");
     Ok(())
+}
+
+/// How a leaving clean-start worker knows the broker has sent it everything it dealt it: it asks,
+/// and waits for an answer that no message overtook.
+///
+/// After our UNSUBSCRIBE (Mosquitto handles a connection's packets in order) the broker deals us
+/// nothing new, but messages already dealt to us may still be queued on its side, beyond our
+/// Receive Maximum: each PUBACK we send releases more. So the question is an UNSUBSCRIBE of the
+/// same filter (harmless: "no subscription existed"), sent only when every message received so
+/// far is acked, and the answer is its UNSUBACK: the broker writes a connection's packets in
+/// order, so a message released by our PUBACKs arrives before the UNSUBACK of a question sent
+/// after them. An answer with no message before it means "nothing more". Two such answers in a
+/// row are required, because Mosquitto may write the messages a PUBACK released on its next
+/// loop turn, after answering a question read in the same batch; a second question, sent after
+/// the first answer, cannot overtake them. No idle timer: a loaded machine only makes it slower
+/// (the earlier 0.5 s idle gap lost messages when a gap was longer; issue #16).
+struct Drain {
+    /// Give up here (a stuck handler, a wedged connection).
+    limit: Instant,
+    /// A question is on its way.
+    waiting: bool,
+    /// The question was asked with every received message acked...
+    clean: bool,
+    /// ...and this many received: a different count at the answer means a message came first.
+    received_at_question: u64,
+    /// Consecutive clean answers with no message before them.
+    quiet_answers: u32,
+}
+
+impl Drain {
+    fn new(limit: Instant) -> Self {
+        Drain {
+            limit,
+            waiting: false,
+            clean: false,
+            received_at_question: 0,
+            quiet_answers: 0,
+        }
+    }
+
+    /// A question (UNSUBSCRIBE) is sent now.
+    fn asked(&mut self, received: u64, acked: u64) {
+        self.waiting = true;
+        self.clean = received == acked;
+        self.received_at_question = received;
+    }
+
+    /// Its answer (UNSUBACK) arrived: `true` when the drain is complete.
+    fn answered(&mut self, received: u64) -> bool {
+        self.waiting = false;
+        if self.clean && received == self.received_at_question {
+            self.quiet_answers += 1;
+        } else {
+            self.quiet_answers = 0;
+        }
+        self.quiet_answers >= 2
+    }
 }
 
 /// Why a worker's main loop ended.
@@ -441,5 +534,36 @@ fn subscription(filter: &str) -> Filter {
     Filter {
         retain_forward_rule: RetainForwardRule::OnNewSubscribe,
         ..Filter::new(filter, QoS::AtLeastOnce)
+    }
+}
+
+/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
+///
+/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
+/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
+/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
+/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
+/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
+/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
+async fn poll_or_silence(
+    eventloop: &mut rumqttc::v5::EventLoop,
+    last_heard: &mut tokio::time::Instant,
+    idle_limit: std::time::Duration,
+) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
+    tokio::select! {
+        // Biased: data already waiting wins over a deadline that passed while we were busy.
+        biased;
+        event = eventloop.poll() => {
+            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
+                *last_heard = tokio::time::Instant::now();
+            }
+            event
+        }
+        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
+            eventloop.clean();
+            *last_heard = tokio::time::Instant::now();
+            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
+        }
     }
 }

@@ -132,6 +132,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(handled)
     });
 
+    // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link
+    // (see the `RecvTimeoutError::Timeout` arm below). The keep-alive (30 s, set in common::cli) is
+    // the trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per
+    // keep-alive.
+    let idle_limit = connection.eventloop.options.keep_alive() * 3 / 2;
+    let mut last_heard = std::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut connected = false;
     loop {
@@ -150,6 +156,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         let event = if connected {
             match connection.recv_timeout(WAKE_UP) {
                 Ok(event) => event,
+                // The idle watchdog: rumqttc sends a PINGREQ every keep-alive, so a live broker
+                // sends us something within every keep-alive. Nothing for 1.5 × keep-alive means
+                // the link died without a FIN or RST (a pulled cable, a NAT that forgot us), which
+                // rumqttc alone notices only after about 2 × keep-alive. `clean()` drops the dead
+                // connection (unacked messages are kept for the next one); the error takes the
+                // retry path below, and the next `recv()` reconnects.
+                Err(RecvTimeoutError::Timeout) if last_heard.elapsed() >= idle_limit => {
+                    connection.eventloop.clean();
+                    Err(common::supervisor::LinkSilent {
+                        silent_for: idle_limit,
+                    }
+                    .into_error())
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("rumqttc's request queue closed")
@@ -161,6 +180,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Err(_) => anyhow::bail!("rumqttc's request queue closed"),
             }
         };
+        // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+        if !matches!(event, Ok(Event::Outgoing(_))) {
+            last_heard = std::time::Instant::now();
+        }
         // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
         connected = event.is_ok();
         match event {
