@@ -17,7 +17,7 @@ pub const DEFAULT_CREDS_PATH: &str = "creds.json";
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConnectArgs {
     /// Link Labs credentials file (the JSON from Airfinder UI → "Copy All Fields").
-    /// Default: ./creds.json; with neither, a local demo broker is started.
+    /// Default: ./creds.json.
     #[arg(long, env = "MQTT_CREDS", value_name = "PATH")]
     pub creds: Option<PathBuf>,
 
@@ -104,7 +104,36 @@ pub struct BrokerTarget {
     pub creds_path: PathBuf,
 }
 
+/// Why [`ConnectArgs::load_target`] failed. The inner error is kept as the `source`, so
+/// [`crate::exit::code_for`] finds it and picks the right exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The credentials file (given, or the default `./creds.json`) is missing, unreadable or invalid.
+    #[error("loading the credentials")]
+    Credentials(#[from] CredentialsError),
+    /// The credentials ask for plaintext MQTT and `--insecure-plaintext` was not given.
+    #[error("checking the connection settings")]
+    Plaintext(#[from] PlaintextRefused),
+}
+
 impl ConnectArgs {
+    /// The broker to connect to: the credentials file (`--creds`, `MQTT_CREDS`, else
+    /// `./creds.json`) validated and combined with the flags. The one call an example needs
+    /// before it builds its MQTT options.
+    ///
+    /// A missing file is an error that says where to get one; a program written for real
+    /// credentials never quietly connects somewhere else.
+    pub fn load_target(&self) -> Result<BrokerTarget, TargetError> {
+        let file = match &self.creds {
+            Some(path) => CredentialsFile::load(path, "--creds / MQTT_CREDS")?,
+            None => CredentialsFile::load(
+                Path::new(DEFAULT_CREDS_PATH),
+                "the default, as neither --creds nor MQTT_CREDS was given",
+            )?,
+        };
+        Ok(self.target(file)?)
+    }
+
     /// Finds and validates the credentials file.
     ///
     /// `Ok(None)` means nothing was configured and `./creds.json` does not exist: the caller may
@@ -183,6 +212,26 @@ impl ConnectArgs {
 }
 
 impl BrokerTarget {
+    /// The rustls TLS settings for rumqttc (`None` for plaintext, only with
+    /// `--insecure-plaintext`): the broker verified against [`Security::Tls`]'s roots, host name
+    /// checked. Pass it to `MqttOptions::set_transport(Transport::tls_with_config(..))`.
+    pub fn rumqttc_tls(&self) -> Result<Option<rumqttc::TlsConfiguration>, TlsError> {
+        match &self.security {
+            Security::Tls(roots) => Ok(Some(roots.rumqttc_rustls()?)),
+            Security::InsecurePlaintext => Ok(None),
+        }
+    }
+
+    /// [`BrokerTarget::rumqttc_tls`] with native-tls (OpenSSL on Linux). Needs the crate feature
+    /// `native-tls`.
+    #[cfg(feature = "native-tls")]
+    pub fn rumqttc_native_tls(&self) -> Result<Option<rumqttc::TlsConfiguration>, TlsError> {
+        match &self.security {
+            Security::Tls(roots) => Ok(Some(roots.rumqttc_native_tls()?)),
+            Security::InsecurePlaintext => Ok(None),
+        }
+    }
+
     /// rumqttc v5 options with rustls TLS: host, port, client id, user name and password, a 30 s
     /// keep-alive. Session settings (clean start, expiry) are the example's business.
     pub fn rumqttc_options(&self) -> Result<rumqttc::v5::MqttOptions, TlsError> {

@@ -41,7 +41,7 @@ pub mod supervisor;
 pub mod tls;
 
 pub use backoff::Backoff;
-pub use cli::{BrokerTarget, ConnectArgs, Security};
+pub use cli::{BrokerTarget, ConnectArgs, Security, TargetError};
 pub use credentials::{
     Credentials, CredentialsError, CredentialsFile, CredentialsOrigin, Password,
 };

@@ -125,3 +125,36 @@ pub async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) -> Disc
     .await;
     flushed.unwrap_or(Disconnected::TimedOut)
 }
+
+/// One `eventloop.poll()`, watched by an idle watchdog (issue #12).
+///
+/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
+/// least — within every keep-alive. Nothing for `idle_limit` (use 1.5 × keep-alive) means the
+/// link died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen
+/// host), which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
+/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
+/// error ([`crate::supervisor::LinkSilent`]) takes the supervisor's retry path like any other
+/// failure: the next `poll()` reconnects. `last_heard` belongs to the caller so the deadline
+/// survives the `select!` that drops this future whenever another branch wins.
+pub async fn poll_or_silence(
+    eventloop: &mut EventLoop,
+    last_heard: &mut tokio::time::Instant,
+    idle_limit: Duration,
+) -> Result<Event, rumqttc::v5::ConnectionError> {
+    tokio::select! {
+        // Biased: data already waiting wins over a deadline that passed while we were busy.
+        biased;
+        event = eventloop.poll() => {
+            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
+            if !matches!(event, Ok(Event::Outgoing(_))) {
+                *last_heard = tokio::time::Instant::now();
+            }
+            event
+        }
+        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
+            eventloop.clean();
+            *last_heard = tokio::time::Instant::now();
+            Err(crate::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
+        }
+    }
+}
