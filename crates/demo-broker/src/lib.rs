@@ -54,6 +54,7 @@
 //! ```
 
 mod background;
+pub mod launcher;
 
 pub use background::{target_or_demo_blocking, BackgroundDemo};
 

@@ -1,0 +1,18 @@
+//! `cargo run -p shared-subscription` with no credentials: three processes of `shared-subscription`, each with its own --instance (client id), splitting one group's stream, against a local demo broker.
+//!
+//! Only for a first run. Not part of what you copy: the program is `src/main.rs`, written for
+//! real credentials. This launcher starts the embedded demo broker (a throwaway CA and password,
+//! NOT Link Labs) and runs that program as child processes with `--creds` and `--ca-file`
+//! pointing at the demo's files. With credentials (`--creds`, `MQTT_CREDS` or `./creds.json`) it
+//! just runs the program with your arguments. `--variant NAME` runs another binary of this
+//! package (e.g. `--variant rumqttc-blocking`). See crates/demo-broker/src/launcher.rs.
+
+use demo_broker::launcher::{Plan, Runs};
+
+fn main() -> std::process::ExitCode {
+    demo_broker::launcher::main(Plan {
+        package: "shared-subscription",
+        manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        runs: Runs::SideBySide { members: 3 },
+    })
+}
