@@ -694,10 +694,10 @@ catalogue! {
     ConnectFailed => Entry {
         id: "connect-failed",
         section: Section::Connection,
-        prints: &["the connection to … failed."],
+        prints: &["the connection to … failed for a reason not recognised"],
         means: "A failure the project could not classify; the library's words are in brackets.",
         causes: &["anything the other entries do not cover"],
-        fix: "Read the bracketed words; run `--log debug` for more. Please report it so it gets its own entry.",
+        fix: "Read the bracketed words; run `--log debug` for more, and the doctor (`cargo run -p doctor -- --creds creds.json`) to see which step fails. Please report it so it gets its own entry.",
         exit_code: None,
         then: Then::Retries,
         printed_by: EVERY_EXAMPLE,

@@ -25,7 +25,9 @@ pub const AUTH: u8 = 5;
 pub const CLIENT_ID_IN_USE: u8 = 6;
 /// Plaintext MQTT was asked for and refused.
 pub const PLAINTEXT_REFUSED: u8 = 7;
-/// The broker could not be reached (DNS, network) and retrying was not an option.
+/// The broker's host name does not resolve before the first connection (a wrong "host"), or a
+/// one-shot tool (fetch-creds, doctor) could not reach its server. A refused or silent broker is
+/// retried with backoff by the consumers, never an exit.
 pub const NETWORK: u8 = 8;
 
 /// Prints `error: <paragraph>` to stderr and picks the exit code from the error's type.

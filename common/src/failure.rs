@@ -51,19 +51,36 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    /// Whether retrying with the same settings can possibly succeed.
+    /// Whether retrying with the same settings can succeed: the rule
+    /// [`crate::supervisor::ConnectionSupervisor`] acts on, so a supervisor of your own can too.
     ///
-    /// Certificates, passwords and host names do not fix themselves; networks and brokers do.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
+    /// Certificates, passwords and client ids do not fix themselves: stop at once (retrying a
+    /// wrong password only gets an IP banned). A host name that does not resolve, or a port that
+    /// does not speak TLS, is a wrong setting before the first connection succeeded, and an
+    /// outage (DNS or a load balancer failing over) after it. Everything else — refused, timed
+    /// out, lost, busy — is a broker or network that comes back: retry with backoff, for ever.
+    // ANCHOR: retry_or_stop
+    pub fn is_retryable(self, ever_connected: bool) -> bool {
+        match self {
+            FailureKind::UnknownIssuer
+            | FailureKind::WrongHostName
+            | FailureKind::CertificateExpired
+            | FailureKind::BadCertificate
+            | FailureKind::BadCredentials
+            | FailureKind::NotAuthorized
+            | FailureKind::Rejected
+            | FailureKind::ClientIdTaken => false,
+            FailureKind::NotTls | FailureKind::PlaintextToTlsPort | FailureKind::DnsFailure => {
+                ever_connected
+            }
             FailureKind::ConnectionRefused
-                | FailureKind::Timeout
-                | FailureKind::ConnectionLost
-                | FailureKind::ServerUnavailable
-                | FailureKind::Other
-        )
+            | FailureKind::Timeout
+            | FailureKind::ConnectionLost
+            | FailureKind::ServerUnavailable
+            | FailureKind::Other => true,
+        }
     }
+    // ANCHOR_END: retry_or_stop
 
     /// The exit code a binary returns when it stops on this failure.
     pub fn exit_code(self) -> u8 {
@@ -156,7 +173,9 @@ impl ConnectFailure {
             ),
             FailureKind::Rejected => format!(
                 "the broker at {address} rejected client id \"{client_id}\" or this client (banned \
-                 or invalid identifier). Use the client id from creds.json."
+                 or invalid identifier). Use the \"clientId\" from creds.json as it is, with only \
+                 --instance to tell processes apart (it appends -<instance>); drop --client-id if \
+                 you gave one. If the id is right, ask Link Labs whether this client is banned."
             ),
             FailureKind::DnsFailure => format!(
                 "the host name \"{host}\" does not resolve. Check the \"host\" field in {creds} and \
@@ -172,10 +191,19 @@ impl ConnectFailure {
                 target.credentials.port
             ),
             FailureKind::ConnectionLost => {
-                format!("the connection to {address} was lost.")
+                format!(
+                    "the connection to {address} was lost (the broker or the network closed it). \
+                     It is retried with backoff; if it keeps happening right after connecting, \
+                     another process may use client id \"{client_id}\" (give each process its \
+                     own --instance), else run `cargo run -p doctor -- --creds {creds}`."
+                )
             }
             FailureKind::ServerUnavailable => {
-                format!("the broker at {address} is unavailable or busy; it asked us to come back later.")
+                format!(
+                    "the broker at {address} is unavailable or busy; it asked us to come back \
+                     later. It is retried with backoff; nothing to change on this side unless it \
+                     lasts, then ask Link Labs about the broker's state."
+                )
             }
             FailureKind::ClientIdTaken => format!(
                 "client id \"{client_id}\" is used by another process: the broker keeps only one \
@@ -183,7 +211,11 @@ impl ConnectFailure {
                  each process its own id (for example --instance 1, --instance 2) and stop the other \
                  process or change its id."
             ),
-            FailureKind::Other => format!("the connection to {address} failed."),
+            FailureKind::Other => format!(
+                "the connection to {address} failed for a reason not recognised (the library's \
+                 words are in brackets). It is retried with backoff; run `cargo run -p doctor -- \
+                 --creds {creds}` to see which step fails."
+            ),
         };
         ConnectFailure {
             kind,

@@ -150,26 +150,11 @@ impl ConnectionSupervisor {
             self.takeover_suspected_at.get_or_insert_with(Instant::now);
             return NextStep::GiveUp(failure);
         }
-        // ANCHOR: retry_or_stop
-        let fatal_always = matches!(
-            failure.kind,
-            FailureKind::UnknownIssuer
-                | FailureKind::WrongHostName
-                | FailureKind::CertificateExpired
-                | FailureKind::BadCertificate
-                | FailureKind::BadCredentials
-                | FailureKind::NotAuthorized
-                | FailureKind::Rejected
-        );
-        // Before the first CONNACK a wrong port or host is a setting, not an outage.
-        let fatal_at_start = matches!(
-            failure.kind,
-            FailureKind::NotTls | FailureKind::PlaintextToTlsPort | FailureKind::DnsFailure
-        );
-        if fatal_always || (fatal_at_start && !self.ever_connected) {
+        // Certificates, passwords, ids: stop. A wrong host or port before the first CONNACK:
+        // stop. Anything else: retry with backoff (FailureKind::is_retryable has the table).
+        if !failure.kind.is_retryable(self.ever_connected) {
             return NextStep::GiveUp(failure);
         }
-        // ANCHOR_END: retry_or_stop
 
         // Did the broker end the connection (as it does on a takeover), or did something else?
         let broker_closed = matches!(

@@ -41,7 +41,10 @@ pub enum Runs {
     SideBySide { members: u8 },
     /// One process, stopped after `first_count` messages, down for `down_for` while the demo
     /// keeps publishing, then started again with the same `--instance`: does the backlog arrive?
-    RestartOnce { first_count: u64, down_for: Duration },
+    RestartOnce {
+        first_count: u64,
+        down_for: Duration,
+    },
     /// Two processes with the SAME client id, the second started `stagger` after the first.
     /// When one of them stops (a collision detected), the other is left running for a few
     /// seconds to show it keeps the id, then stopped.
@@ -565,7 +568,9 @@ mod tests {
     #[test]
     fn message_lines_with_and_without_a_client_id_are_counted() {
         assert!(is_message_line("message 1 on airfinder/x"));
-        assert!(is_message_line("[demo-consumer-2] message 14 on airfinder/x"));
+        assert!(is_message_line(
+            "[demo-consumer-2] message 14 on airfinder/x"
+        ));
         assert!(!is_message_line("  \"eventType\": \"message\""));
         assert!(!is_message_line("[x] connected"));
     }

@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
     demo_broker::launcher::main(Plan {
         package: "client-id-collision",
         manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        runs: Runs::SameIdTwice { stagger: Duration::from_secs(2) },
+        runs: Runs::SameIdTwice {
+            stagger: Duration::from_secs(2),
+        },
     })
 }

@@ -15,6 +15,9 @@ fn main() -> std::process::ExitCode {
     demo_broker::launcher::main(Plan {
         package: "persistent-session",
         manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        runs: Runs::RestartOnce { first_count: 5, down_for: Duration::from_secs(5) },
+        runs: Runs::RestartOnce {
+            first_count: 5,
+            down_for: Duration::from_secs(5),
+        },
     })
 }
