@@ -37,6 +37,7 @@ pub const NETWORK: u8 = 8;
 pub fn report(err: &anyhow::Error) -> ExitCode {
     // `{:#}` prints anyhow's context chain on one line: "loading creds: <paragraph>".
     eprintln!("error: {err:#}");
+    #[cfg(feature = "catalogue")]
     if let Some(key) = crate::catalogue::key_for_error(err) {
         eprintln!("{}", help_line(key));
     }
@@ -44,6 +45,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 }
 
 /// `help: …`: where this failure is explained at length, by its troubleshooting entry.
+#[cfg(feature = "catalogue")]
 pub fn help_line(key: crate::catalogue::Key) -> String {
     let id = key.entry().id;
     format!("help: troubleshooting entry `{id}` in the book: docs/src/troubleshooting.md#{id}")

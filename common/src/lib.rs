@@ -22,6 +22,7 @@
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
+#[cfg(feature = "catalogue")]
 pub mod catalogue;
 pub mod cli;
 pub mod credentials;
