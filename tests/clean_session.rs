@@ -81,6 +81,7 @@ fn clean_start_discards_the_backlog_a_persistent_session_kept() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_starts_and_delivers() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");

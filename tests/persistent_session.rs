@@ -219,6 +219,7 @@ fn after_a_broker_restart_the_consumer_reconnects_and_resumes_its_session() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_starts_and_delivers() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");
