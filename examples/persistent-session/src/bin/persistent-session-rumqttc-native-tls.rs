@@ -221,8 +221,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // seconds) holds only what we have not handled.
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     tracing::info!(
-        "processed {handled} messages; {disconnected}; the broker keeps our session for {expiry} \
-         s: start again as {id} within that time to receive what is published meanwhile"
+        "processed {handled} messages; {disconnected}. Session expiry {expiry} s: start again as \
+         {id} within that time to receive what is published meanwhile (0: nothing is kept)"
     );
     Ok(())
 }
