@@ -56,6 +56,30 @@ fn backlog_is_dropped_and_only_messages_published_after_reconnecting_arrive() {
 }
 
 #[test]
+fn a_run_that_stops_after_count_leaves_nothing_to_the_next_run_with_the_same_instance() {
+    // What the demo launcher does: the same binary twice with one `--instance`, the first run
+    // ending by itself after `--count N`; what is published in between never arrives.
+    let fx = Fixture::new();
+    let args: Vec<String> = [
+        fx.args("clean-count"),
+        vec!["--instance".into(), "demo-1".into()],
+    ]
+    .concat();
+    let mut first = spawn(
+        BIN,
+        &[args.clone(), vec!["--count".into(), "3".into()]].concat(),
+    );
+    expect_line(&first, "subscribed to");
+    fx.publish(3);
+    let status = expect_exit(&mut first);
+    assert!(status.success(), "{status}:\n{}", first.transcript());
+    expect_line(&first, "disconnected cleanly");
+    assert_eq!(seqs(&first), vec![0, 1, 2], "{}", first.transcript());
+    fx.publish_from(3, 50);
+    expect_only_new_messages(&fx, &args);
+}
+
+#[test]
 fn clean_start_discards_the_backlog_a_persistent_session_kept() {
     // A persistent consumer leaves a session behind, and the broker queues 200 messages in it...
     let fx = Fixture::new();
@@ -81,6 +105,7 @@ fn clean_start_discards_the_backlog_a_persistent_session_kept() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_starts_and_delivers() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");

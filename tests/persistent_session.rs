@@ -102,6 +102,45 @@ fn backlog_published_while_the_consumer_was_down_arrives_when_it_returns() {
 }
 
 #[test]
+fn a_run_that_stops_after_count_leaves_its_session_to_the_next_run_with_the_same_instance() {
+    // What the demo launcher does: the same binary twice with one `--instance`, the first run
+    // ending by itself after `--count N`. That end must be a clean DISCONNECT after the acks, so
+    // the session stays (with nothing already handled in it) and the second run gets the backlog.
+    let fx = Fixture::new();
+    let base = "persistent-count";
+    let id = format!("{base}-demo-1");
+    let args = with(fx.args(base), &["--instance", "demo-1"]);
+    let mut first = spawn(BIN, &with(args.clone(), &["--count", "3"]));
+    expect_line(&first, "subscribed to");
+    fx.publish(3);
+    let status = expect_exit(&mut first);
+    assert!(status.success(), "{status}:\n{}", first.transcript());
+    expect_line(&first, "disconnected cleanly");
+    assert!(
+        fx.broker
+            .wait_for_log(&format!("Client {id} disconnected"), WAIT),
+        "{}",
+        fx.broker.log()
+    );
+    assert_eq!(seqs(&first), vec![0, 1, 2], "{}", first.transcript());
+
+    // Published while nobody is connected: the broker queues them in the session.
+    fx.publish_from(3, 50);
+
+    let mut second = spawn(BIN, &with(args, &["--count", "50"]));
+    expect_line(&second, "session present: true");
+    let status = expect_exit(&mut second);
+    assert!(status.success(), "{status}:\n{}", second.transcript());
+    // Exactly the backlog: nothing lost, and nothing the first run acked comes again.
+    assert_eq!(
+        seqs(&second),
+        (3..53).collect::<Vec<u64>>(),
+        "{}",
+        second.transcript()
+    );
+}
+
+#[test]
 fn a_session_left_without_its_subscription_is_subscribed_again() {
     // A previous run died after its CONNACK but before its SUBSCRIBE reached the broker: the
     // broker holds a persistent session for our id, with no subscription in it.
@@ -219,6 +258,7 @@ fn after_a_broker_restart_the_consumer_reconnects_and_resumes_its_session() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_starts_and_delivers() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");

@@ -1,73 +1,58 @@
 //! # clean-session — only what happens from now on: no backlog
 //! Read more: docs/src/sessions.md
 //!
-//! **What it shows.** An MQTT v5 *clean start*: the consumer connects with `clean_start = true`
-//! and no session expiry. The broker throws away any session it kept for this client id —
-//! including messages queued for it while it was away — and the session it creates ends when the
-//! connection does. So each start (and each reconnect) begins with an empty slate: the events
-//! published while the consumer was down are never delivered, only the ones published after it
-//! subscribed. At every CONNACK the program says so.
+//! **What it shows.** An MQTT v5 *clean start*: `clean_start = true` and no session expiry. The
+//! broker throws away any session it kept for this client id — messages queued for it included
+//! — and the session it creates ends with the connection. So each start (and each reconnect)
+//! begins empty: events published while the consumer was down are never delivered, only those
+//! published after it subscribed. At every CONNACK the program says so.
 //!
-//! **When this is the right choice.** Live views: a dashboard, a map of where tags are *now*, a
-//! "tag entered zone" light on a screen. There a stale event is worse than a missing one: after a
-//! ten-minute outage, replaying ten minutes of location updates in a burst makes every marker jump
-//! through old positions, and the next live event corrects the view anyway. A clean start also
-//! costs the broker nothing while you are away: no queue builds up for a consumer that may never
-//! come back, and a forgotten test client cannot fill the broker's per-client queue.
-//!
-//! **The trade-off.** Every gap is permanent. A deploy, a crash, a network blip or a broker
-//! restart loses whatever was published during it, and a message that arrived but was not yet
-//! acked when the connection dropped is not sent again (the new session knows nothing of it).
-//! Starting with a clean session also *discards* a session left by an earlier persistent consumer
-//! with the same client id, backlog included. If every event counts (history, billing, alerts that
-//! must not be missed), use `persistent-session` instead; a persistent session with a short expiry
-//! (say 60 s) is the middle ground that rides out a restart but not a long outage. A live view that
-//! needs a starting picture should load the current state another way (the platform's HTTP API)
-//! and then apply live events on top.
-//!
-//! Set both v5 knobs on purpose: `clean_start = true` drops the old session at connect, and leaving
-//! out the session expiry (= 0) makes the broker drop ours at disconnect. `clean_start = true` with
-//! a long expiry would have the broker queue events for a session that the next start throws away.
+//! **When it is the right choice.** Live views (a dashboard, a map of where tags are *now*), where
+//! a burst of ten-minute-old positions is worse than none, and nothing should queue on the broker
+//! for a consumer that may never come back. **The trade-off:** every gap is permanent (a deploy, a
+//! crash, a network blip), and a clean start also *discards* the backlog a persistent consumer
+//! with the same client id left behind. If every event counts, use `persistent-session`.
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p clean-session                           # no creds.json: local demo broker
-//! cargo run -p clean-session -- --creds creds.json
+//! cargo run -p clean-session     # no creds.json: a demo broker, this program run twice
+//! cargo run -p clean-session --bin clean-session -- --creds creds.json --instance 1
 //! ```
-//! To see it with real credentials: run it, press Ctrl-C, wait a minute while your tags report,
-//! and run it again: the second run starts with `session present: false` and shows none of that
-//! minute's events, only the ones that follow. To compare with `persistent-session`: run that one,
-//! press Ctrl-C, wait a minute, then run this one with the same client id. It prints only events
-//! published from then on; the minute's backlog the broker was keeping for the persistent session
-//! is discarded (run `persistent-session` again afterwards and it finds no session either). With
-//! the in-process demo broker every run starts fresh anyway, so it shows the output, not the gap.
+//! Run it, press Ctrl-C, wait a minute while your tags report, and run it again: the second run
+//! starts with `session present: false` and shows none of that minute's events, only the ones
+//! that follow.
 //!
 //! **What you will see.** `session present: false — clean start: …`, the subscription, then each
-//! event published from now on as `message N on <topic>` and its JSON.
+//! event published from now on as `message N on <topic>` and its JSON. A lost connection is
+//! retried with backoff; what was published meanwhile is not delivered (by design).
 //!
-//! **Deliberately left out** (see the other examples): keeping the backlog
-//! (`persistent-session`), dropping duplicates (`qos1-at-least-once`), spreading load over
-//! processes (`shared-subscription`).
+//! **Deliberately left out:** keeping the backlog (`persistent-session`), dropping duplicates
+//! (`qos1-at-least-once`), spreading load over processes (`shared-subscription`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::cli::CONSUMER_OUTGOING_INFLIGHT;
+use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Transport;
 use tokio::sync::mpsc;
 
-/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
-/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
-const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
-/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
-/// the queue full.
+/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one, so a burst
+/// waits on the broker, not in this process. Also the work queue's size (all unacked).
 const RECEIVE_MAXIMUM: u16 = 128;
+/// A PINGREQ after this much silence; a dead link is noticed after 1.5 × this (see below).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The largest packet we accept: rumqttc's default of 10 KiB is tight for batched locations.
+const MAX_PACKET_SIZE: u32 = 256 * 1024;
+/// How long a stop waits for the handler; well before Kubernetes' SIGKILL (30 s after SIGTERM).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Consume only the events published from now on: a clean MQTT v5 session, no backlog.
 #[derive(Parser, Debug)]
@@ -88,18 +73,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise an in-process demo
-    // broker with generated credentials. Either way the code below is the same.
-    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    // creds.json (or --creds): host, port, user, password, topic; the client id after --instance.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
 
-    let mut options = target
-        .rumqttc_options()
-        .context("setting up TLS for the broker connection")?;
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
+    options
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        .set_max_packet_size(Some(MAX_PACKET_SIZE))
+        // We publish nothing: room for a SUBSCRIBE, not 65,536 slots allocated up front (13 MiB).
+        .set_outgoing_inflight_upper_limit(CONSUMER_OUTGOING_INFLIGHT);
     // ANCHOR: clean_start_knobs
     options
-        // Ack after processing, not on receipt: within a connection the broker still resends an
-        // unacked message, so a slow handler does not lose what it was given.
+        // Ack after processing, not on receipt: Receive Maximum then bounds what is unprocessed,
+        // not just unread. (A crash loses it either way: a clean session is never resumed.)
         .set_manual_acks(true)
         // Knob 1: discard whatever session the broker kept for this client id...
         .set_clean_start(true)
@@ -109,9 +98,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // waits on the broker, not in this process.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
     // ANCHOR_END: clean_start_knobs
-    // `ack()` must never wait for room in rumqttc's request channel: see REQUEST_CHANNEL_CAPACITY.
-    let (client, mut eventloop) =
-        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    // TLS: the broker verified (system CAs or --ca-file, host name checked); None: plaintext.
+    if let Some(tls) = target.rumqttc_tls().context("setting up TLS")? {
+        options.set_transport(Transport::tls_with_config(tls));
+    }
+    // Room for every ack in the request channel, or a burst freezes us: REQUEST_CHANNEL_CAPACITY.
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} with clean_start=true and no session expiry: events \
          published while this program is not connected are never delivered to it",
@@ -130,7 +122,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled += 1;
             let topic = String::from_utf8_lossy(&publish.topic);
             printer.show(&format!("message {handled} on {topic}"), &publish.payload);
-            // Handled: now, and only now, tell the broker it may forget the message.
+            // Handled: now, and only now, tell the broker it may forget the message. No stale-ack
+            // guard: a clean session is never resumed, so the broker resends nothing, and an ack
+            // that lands on a later connection cannot make it skip a redelivery.
             handler_client.ack(&publish).await?;
             if count == Some(handled) {
                 break;
@@ -140,10 +134,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(handled)
     });
 
-    // The idle watchdog (see `poll_or_silence`): 1.5 × keep-alive without a packet from the
-    // broker means a dead link. The keep-alive (30 s, set in common::cli) is the trade-off:
-    // shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per keep-alive.
-    let idle_limit = eventloop.options.keep_alive() * 3 / 2;
+    // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link.
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = tokio::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let shutdown = common::shutdown::signal();
@@ -173,8 +165,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             ack.session_present
                         );
                     }
-                    // A clean session never has subscriptions: subscribe after every CONNACK.
-                    client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
+                    // A clean session never has subscriptions: subscribe after every CONNACK (the
+                    // same pattern as persistent-session, where it matters as much).
+                    client.try_subscribe_many([subscription(&topic)])?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     common::rumqttc_util::check_suback(&ack, &topic)?;
@@ -193,9 +186,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                 }
                 Ok(_) => {}
+                // Retry with backoff (a lost link, a broker restart), or stop with the reason in
+                // plain words (bad password, client id taken by another process).
                 Err(err) => match supervisor.failed(&err) {
+                    // Sleep before reconnecting, but wake up for Ctrl-C.
                     NextStep::RetryAfter(delay) => {
-                        // Sleep before reconnecting, but wake up for Ctrl-C.
                         if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                             break Stop::Requested;
                         }
@@ -220,10 +215,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         "processed {handled} messages; {disconnected} (the broker keeps nothing for us)"
     );
-    if let Some(demo) = demo {
-        demo.shutdown().await;
-    }
     Ok(())
+}
+
+/// Our subscription: QoS 1, and Retain Handling 1 ("send retained messages only if the
+/// subscription is new"): every subscription of a clean session is new, but the pattern is the
+/// one a persistent session needs, so a switch to it is one knob.
+fn subscription(filter: &str) -> Filter {
+    Filter {
+        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+        ..Filter::new(filter, QoS::AtLeastOnce)
+    }
 }
 
 /// Why the main loop ended.
@@ -232,35 +234,4 @@ enum Stop {
     Requested,
     /// The handler task returned (after `--count` messages, or with an error).
     HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
-}
-
-/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
-///
-/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
-/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
-/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
-/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
-/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
-/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
-async fn poll_or_silence(
-    eventloop: &mut rumqttc::v5::EventLoop,
-    last_heard: &mut tokio::time::Instant,
-    idle_limit: std::time::Duration,
-) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
-    tokio::select! {
-        // Biased: data already waiting wins over a deadline that passed while we were busy.
-        biased;
-        event = eventloop.poll() => {
-            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
-            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
-                *last_heard = tokio::time::Instant::now();
-            }
-            event
-        }
-        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
-            eventloop.clean();
-            *last_heard = tokio::time::Instant::now();
-            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
-        }
-    }
 }

@@ -8,12 +8,11 @@
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p persistent-session --features paho --bin persistent-session-paho-smol -- --creds creds.json
+//! cargo run -p persistent-session --features paho --bin persistent-session-paho-smol -- --creds creds.json --instance 1
 //! cargo run -p persistent-session --features paho --bin persistent-session-paho-smol -- --creds creds.json --session-expiry 0  # the trap
 //! ```
-//! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
-//! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts
-//! without a session: it shows the output, not the backlog.)
+//! Run, Ctrl-C (or `--count N`), wait while events are published, run again with the same
+//! `--instance`: `session present: true`, then the backlog.
 //!
 //! Paho C is compiled from source: this needs cmake, a C compiler, pkg-config and the OpenSSL
 //! headers (Debian/Ubuntu: `apt-get install cmake build-essential pkg-config libssl-dev`).
@@ -31,7 +30,7 @@
 //!   it from our session before your code has handled it. A crash while the backlog drains loses
 //!   every message still waiting in the stream; the default program would get them redelivered.
 //!   Ctrl-C disconnects first and then handles what is in the stream, so a normal stop loses
-//!   nothing.
+//!   nothing. (Hence no stale-ack guard: Paho acks on arrival, on the connection that delivered.)
 //! - *Back-pressure.* A backlog of N messages arrives as fast as the broker sends it and waits in
 //!   memory (the unbounded stream), however slow the handler.
 //! - *The DUP flag.* paho-mqtt's `Message` does not expose it, so a redelivery cannot be marked.
@@ -72,9 +71,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    // creds.json (or --creds): host, port, user, password, topic; the client id after --instance.
+    let target = args.connect.load_target()?;
 
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -85,24 +83,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
-    if demo.is_some() {
-        tracing::info!(
-            "the demo broker lives inside this process, so each demo run starts without a \
-             session. To see the backlog, use real credentials: run, Ctrl-C, wait, run again."
-        );
-    }
     let result = smol::block_on(consume(&args, &target, &stop_rx));
     let expiry = args.session_expiry;
-    // (The demo broker stops with this process, and our session with it.)
-    if result.is_ok() && expiry > 0 && demo.is_none() {
+    if result.is_ok() && expiry > 0 {
         tracing::info!(
             "the broker keeps our session for {expiry} s: start again with client id {} within \
              that time to receive what is published meanwhile",
             target.client_id
         );
-    }
-    if let Some(demo) = demo {
-        demo.shutdown();
     }
     result
 }

@@ -8,12 +8,11 @@
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p persistent-session --features paho --bin persistent-session-paho-tokio -- --creds creds.json
+//! cargo run -p persistent-session --features paho --bin persistent-session-paho-tokio -- --creds creds.json --instance 1
 //! cargo run -p persistent-session --features paho --bin persistent-session-paho-tokio -- --creds creds.json --session-expiry 0  # the trap
 //! ```
-//! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
-//! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts
-//! without a session: it shows the output, not the backlog.)
+//! Run, Ctrl-C (or `--count N`), wait while events are published, run again with the same
+//! `--instance`: `session present: true`, then the backlog.
 //!
 //! Paho C is compiled from source: this needs cmake, a C compiler, pkg-config and the OpenSSL
 //! headers (Debian/Ubuntu: `apt-get install cmake build-essential pkg-config libssl-dev`).
@@ -31,7 +30,7 @@
 //!   it from our session before your code has handled it. A crash while the backlog drains loses
 //!   every message still waiting in the stream; the default program would get them redelivered.
 //!   Ctrl-C disconnects first and then handles what is in the stream, so a normal stop loses
-//!   nothing.
+//!   nothing. (Hence no stale-ack guard: Paho acks on arrival, on the connection that delivered.)
 //! - *Back-pressure.* A backlog of N messages arrives as fast as the broker sends it and waits in
 //!   memory (the unbounded stream), however slow the handler.
 //! - *The DUP flag.* paho-mqtt's `Message` does not expose it, so a redelivery cannot be marked.
@@ -70,8 +69,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker.
-    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    // creds.json (or --creds): host, port, user, password, topic; the client id after --instance.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
 
     let create = mqtt::CreateOptionsBuilder::new()
@@ -96,13 +95,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "--session-expiry 0: the broker ends our session as soon as we disconnect, so events \
              published while this program is stopped are dropped. This is the MQTT v5 trap: \
              clean_start=false alone keeps nothing."
-        );
-    }
-
-    if demo.is_some() {
-        tracing::info!(
-            "the demo broker lives inside this process, so each demo run starts without a \
-             session. To see the backlog, use real credentials: run, Ctrl-C, wait, run again."
         );
     }
 
@@ -211,16 +203,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     printer.finish();
     tracing::info!("processed {handled} messages; {disconnected}");
-    // (The demo broker stops with this process, and our session with it.)
-    if expiry > 0 && demo.is_none() {
+    if expiry > 0 {
         tracing::info!(
             "the broker keeps our session for {expiry} s: start again with client id {} within \
              that time to receive what is published meanwhile",
             target.client_id
         );
-    }
-    if let Some(demo) = demo {
-        demo.shutdown().await;
     }
     Ok(())
 }

@@ -8,12 +8,11 @@
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p persistent-session --bin persistent-session-rumqttc-blocking -- --creds creds.json
+//! cargo run -p persistent-session --bin persistent-session-rumqttc-blocking -- --creds creds.json --instance 1
 //! cargo run -p persistent-session --bin persistent-session-rumqttc-blocking -- --creds creds.json --session-expiry 0  # the trap
 //! ```
-//! Run, Ctrl-C, wait while events are published, run again: `session present: true`, then the
-//! backlog. (Without creds.json a demo broker starts inside the process, so every demo run starts
-//! without a session: it shows the output, not the backlog.)
+//! Run, Ctrl-C (or `--count N`), wait while events are published, run again with the same
+//! `--instance`: `session present: true`, then the backlog.
 //!
 //! **How it differs from the default program.** rumqttc's blocking `Client` and two threads
 //! (the connection thread and a handler thread behind a bounded `sync_channel`), as
@@ -24,21 +23,26 @@
 //! queue wait for each other for ever.
 //!
 //! **What it cannot do.** Nothing is lost compared with the default: the session, the backlog,
-//! acks after processing, back-pressure, the `(redelivery)` mark and the clean DISCONNECT.
+//! acks after processing with the stale-ack guard, back-pressure, the `(redelivery)` mark and the
+//! clean DISCONNECT.
 
-use common::rumqttc_sync::Handoff;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::cli::CONSUMER_OUTGOING_INFLIGHT;
+use common::rumqttc_sync::Handoff;
+use common::rumqttc_util::REQUEST_CHANNEL_CAPACITY;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{ConnAck, Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, RecvTimeoutError};
+use rumqttc::v5::{Client, Event, MqttOptions, RecvTimeoutError};
+use rumqttc::Transport;
 
 /// How long the connection thread waits for network events before checking for Ctrl-C.
 const WAKE_UP: Duration = Duration::from_millis(200);
@@ -47,6 +51,11 @@ const WAKE_UP: Duration = Duration::from_millis(200);
 /// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
 /// the queue full.
 const RECEIVE_MAXIMUM: u16 = 128;
+/// A PINGREQ after this much silence; a dead link is noticed after 1.5 × this (see below). The
+/// trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair more often.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The largest packet we accept: rumqttc's default of 10 KiB is tight for batched locations.
+const MAX_PACKET_SIZE: u32 = 256 * 1024;
 
 /// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
 /// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
@@ -77,15 +86,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    // creds.json (or --creds): host, port, user, password, topic; the client id after --instance.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
     let expiry = args.session_expiry;
 
-    let mut options = target
-        .rumqttc_options()
-        .context("setting up TLS for the broker connection")?;
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
+    options
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        .set_max_packet_size(Some(MAX_PACKET_SIZE))
+        // We publish nothing: room for a SUBSCRIBE, not 65,536 slots allocated up front (13 MiB).
+        .set_outgoing_inflight_upper_limit(CONSUMER_OUTGOING_INFLIGHT);
     options
         // Ack after processing, not on receipt: a crash between the two then means redelivery,
         // not a lost event. In a persistent session the broker keeps unacked messages for us.
@@ -97,11 +110,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .set_session_expiry_interval(Some(expiry))
         // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // TLS: the broker verified (system CAs or --ca-file, host name checked); None: plaintext.
+    if let Some(tls) = target.rumqttc_tls().context("setting up TLS")? {
+        options.set_transport(Transport::tls_with_config(tls));
+    }
     // `ack()` must never wait for room in rumqttc's request channel: the handler would then
     // wait for this thread and this thread for the handler, for ever. See
-    // common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
-    let (client, mut connection) =
-        Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    // REQUEST_CHANNEL_CAPACITY.
+    let (client, mut connection) = Client::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
         "connecting to {} as client id {} with clean_start=false and a session expiry of \
          {expiry} s (the broker keys the session by client id: keep it the same from run to run)",
@@ -115,13 +131,6 @@ fn run(args: Args) -> anyhow::Result<()> {
              clean_start=false alone keeps nothing."
         );
     }
-    if demo.is_some() {
-        tracing::info!(
-            "the demo broker lives inside this process, so each demo run starts without a \
-             session. To see the backlog, use real credentials: run, Ctrl-C, wait, run again."
-        );
-    }
-
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     ctrlc::set_handler(move || {
@@ -129,15 +138,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
+    // The number of the current connection, bumped when one fails (see the stale-ack guard).
+    let connection_number = Arc::new(AtomicU64::new(0));
     // The bounded work queue between the connection thread (this one) and the handler thread.
-    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(usize::from(RECEIVE_MAXIMUM));
-    let handler_client = client.clone();
+    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Publish)>(usize::from(RECEIVE_MAXIMUM));
+    let (handler_client, current) = (client.clone(), Arc::clone(&connection_number));
     let count = args.connect.count;
     let mut printer = MessagePrinter::new(args.connect.stats);
     let handler = thread::spawn(move || -> anyhow::Result<u64> {
         let mut handled = 0u64;
         // Ends when the connection thread drops `work_tx`.
-        for publish in work_rx {
+        for (delivered_on, publish) in work_rx {
             handled += 1;
             let topic = String::from_utf8_lossy(&publish.topic);
             // DUP: the broker sent this before and got no ack (we crashed or lost the
@@ -147,8 +158,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 &format!("message {handled} on {topic}{redelivery}"),
                 &publish.payload,
             );
-            // Handled: now, and only now, the broker may drop it from our session.
-            handler_client.ack(&publish)?;
+            // Handled: now the broker may drop it from our session — but only on the connection
+            // that delivered it. On a later one its packet id may name another message, which we
+            // would then ack unhandled; the resumed session resends this one instead (DUP).
+            if delivered_on == current.load(SeqCst) {
+                handler_client.ack(&publish)?;
+            }
             if count == Some(handled) {
                 break;
             }
@@ -158,10 +173,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link
-    // (see the `RecvTimeoutError::Timeout` arm below). The keep-alive (30 s, set in common::cli) is
-    // the trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per
-    // keep-alive.
-    let idle_limit = connection.eventloop.options.keep_alive() * 3 / 2;
+    // (see the `RecvTimeoutError::Timeout` arm below).
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = std::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut connected = false;
@@ -233,7 +246,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Blocks while the queue is full: that is the back-pressure. A large backlog
                 // therefore arrives no faster than the handler can take it.
-                match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
+                let delivery = (connection_number.load(SeqCst), publish);
+                match common::rumqttc_sync::hand_over(&work_tx, delivery, &stop_rx) {
                     Handoff::Queued => {}
                     // The handler is gone; its result (an error or --count) comes next.
                     Handoff::HandlerGone => break,
@@ -244,15 +258,21 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             Ok(_) => {}
-            Err(err) => match supervisor.failed(&err) {
-                NextStep::RetryAfter(delay) => {
+            Err(err) => {
+                // This connection's packet ids mean nothing any more: no acks for them.
+                connection_number.fetch_add(1, SeqCst);
+                // Retry with backoff (a lost link, a broker restart), or stop with the reason in
+                // plain words (bad password, client id taken by another process).
+                match supervisor.failed(&err) {
                     // Sleep before reconnecting, but wake up for Ctrl-C.
-                    if stop_rx.recv_timeout(delay).is_ok() {
-                        break;
+                    NextStep::RetryAfter(delay) => {
+                        if stop_rx.recv_timeout(delay).is_ok() {
+                            break;
+                        }
                     }
+                    NextStep::GiveUp(failure) => return Err(failure.into()),
                 }
-                NextStep::GiveUp(failure) => return Err(failure.into()),
-            },
+            }
         }
     }
 
@@ -268,15 +288,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         "not connected, so no DISCONNECT to send".to_owned()
     };
     tracing::info!("processed {handled} messages; {disconnected}");
-    if expiry > 0 && demo.is_none() {
+    if expiry > 0 {
         tracing::info!(
             "the broker keeps our session for {expiry} s: start again with client id {} within \
              that time to receive what is published meanwhile",
             target.client_id
         );
-    }
-    if let Some(demo) = demo {
-        demo.shutdown();
     }
     Ok(())
 }
