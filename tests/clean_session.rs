@@ -104,25 +104,3 @@ fn clean_start_discards_the_backlog_a_persistent_session_kept() {
     assert_eq!(seqs(&persistent), vec![205], "{}", persistent.transcript());
 }
 
-#[test]
-#[ignore = "demo moves to the launcher (lead)"]
-fn without_credentials_the_demo_broker_starts_and_delivers() {
-    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let mut command = mosquitto_harness::example_command(BIN);
-    command.current_dir(cwd.path()).args(["--count", "3"]);
-    let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
-    let status = expect_exit(&mut sub);
-    assert!(status.success(), "{status}:\n{}", sub.transcript());
-    let transcript = sub.transcript();
-    assert!(transcript.contains("DEMO BROKER"), "{transcript}");
-    assert!(
-        transcript.contains("session present: false — clean start"),
-        "{transcript}"
-    );
-    assert_eq!(
-        sub.count_lines(|l| l.starts_with("message ")),
-        3,
-        "{transcript}"
-    );
-}
