@@ -1,7 +1,7 @@
 //! # client-id-collision-rumqttc-blocking — detect a shared client id, with threads instead of async
 //!
-//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
-//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first: it
+//! explains the problem and writes out the detection rule): ONE connection per process.
 //! Start two processes with the same client id and the broker keeps closing one to let the other
 //! in. This program recognises that pattern — the broker closed the connection within 5 s of
 //! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
@@ -9,8 +9,8 @@
 //! plain message ("client id X is used by another process … give each process its own id, for
 //! example --instance 1, --instance 2"). The other process keeps its connection.
 //!
-//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
-//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! **Run it.** The same command in two terminals, with the same credentials (the demo
+//! launcher, `cargo run -p client-id-collision`, does this against a local broker):
 //! ```text
 //! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json
 //! # the fix: one id per process
