@@ -142,7 +142,6 @@ async fn consume(
                     tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
-
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
                 let lost = loop {
                     let stopped = async {

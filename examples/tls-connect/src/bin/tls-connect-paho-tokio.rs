@@ -122,7 +122,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
-
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
                 let lost = loop {
                     let event = tokio::select! {
