@@ -358,7 +358,7 @@ fn shared_subscription(kind: BrokerKind) {
 
 fn client_id_collision(kind: BrokerKind) {
     let fx = KindFixture::new(kind);
-    let args = with(&fx.args("collision-kinds"), &["--single"]);
+    let args = fx.args("collision-kinds");
     let mut first = spawn("client-id-collision", &args);
     expect_line(&first, "subscribed to");
     let mut second = spawn("client-id-collision", &args);

@@ -400,6 +400,7 @@ fn tls_connect_every_variant_refuses_a_wrong_password_without_retrying() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn tls_connect_every_variant_runs_against_the_demo_broker_without_credentials() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");
@@ -724,15 +725,8 @@ const ID_IN_USE: &str = "is used by another process";
 #[test]
 fn client_id_collision_every_variant_detects_a_shared_id_and_exits_6() {
     let fx = Fixture::new();
-    // Per variant, two processes with one client id. The default's production shape is
-    // `--single` (without it, it stages the fight between two connections of one process).
-    let args_for = |variant: &Variant| {
-        let mut args = fx.args(&client_id("collide", variant));
-        if variant.name == "default" {
-            args.push("--single".into());
-        }
-        args
-    };
+    // Per variant, two processes with one client id (one connection per process).
+    let args_for = |variant: &Variant| fx.args(&client_id("collide", variant));
     let pairs: Vec<(String, String, ExampleProcess, ExampleProcess)> =
         runnable("client-id-collision")
             .into_iter()

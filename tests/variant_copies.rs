@@ -6,11 +6,22 @@
 use std::fs;
 use std::path::Path;
 
-/// The code of a file: no comments, no blank lines, the TLS choice normalised.
+/// The code of a file: no comments, no blank lines, the TLS choice normalised. A program that
+/// builds its TLS itself (tls-connect) keeps that in one function between `// ANCHOR: tls_setup`
+/// and `// ANCHOR_END: tls_setup`: that region is the TLS setup, and only it may differ.
 fn code(path: &Path) -> Vec<String> {
     let text = fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let mut in_tls_setup = false;
     text.lines()
         .map(str::trim)
+        .filter(|line| {
+            if line.starts_with("// ANCHOR: tls_setup") {
+                in_tls_setup = true;
+            } else if line.starts_with("// ANCHOR_END: tls_setup") {
+                in_tls_setup = false;
+            }
+            !in_tls_setup
+        })
         .filter(|line| !line.is_empty() && !line.starts_with("//"))
         .map(|line| {
             line.replace(".rumqttc_options_native_tls()", ".rumqttc_options()")

@@ -16,6 +16,10 @@
 //!   or [`FailureKind::PlaintextToTlsPort`], which is how a close reads on plaintext): a message
 //!   too large for us, or a broker shutting down, right after every CONNACK is another problem
 //!   and must not be reported as a client-id clash.
+//!
+//! `examples/client-id-collision/src/main.rs` writes this rule out (`TakeoverDetector`), with
+//! [`QUICK_DROP`] and [`QUICK_DROPS_FOR_COLLISION`], because it is that example's lesson: a
+//! change to the rule here belongs there too.
 
 use std::time::{Duration, Instant};
 

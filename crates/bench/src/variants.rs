@@ -78,13 +78,12 @@ const SCENARIOS: &[Scenario] = &[
         args: &["--work-ms", "2", "--group", "bench"],
         base_args: &["--workers", "1"],
     },
-    // One connection per process; two processes share an id. The base binary's default mode
-    // stages the fight inside one process, `--single` is the production shape.
+    // One connection per process; two processes share an id.
     Scenario {
         package: "client-id-collision",
         role: Role::Takeover,
         args: &[],
-        base_args: &["--single"],
+        base_args: &[],
     },
     Scenario {
         package: "persistent-session",

@@ -1,60 +1,50 @@
 //! # tls-connect — the smallest correct Link Labs consumer
 //! Read more: docs/src/tls.md
 //!
-//! **What it shows.** Connecting to the Link Labs MQTT broker the way production code should:
-//! MQTT v5 over TLS on port 8883, the broker's certificate checked against a CA you trust (the
-//! system's CAs by default, `--ca-file` for a private broker), user name and password from
-//! `creds.json`, a QoS 1 subscription to the topic in the file, and every event printed as JSON.
-//!
-//! **Why.** Everything else in this repository is this program plus one idea. Get these basics
-//! right first: TLS that really verifies the broker, one client id per process, acks sent only
-//! *after* a message was handled, reconnects that back off, a clean DISCONNECT on Ctrl-C.
+//! **What it shows.** A production Link Labs consumer: MQTT v5 over TLS on port 8883 with the
+//! trust built right here (rustls: the system's CAs or `--ca-file`; chain *and* host name checked),
+//! user name and password from `creds.json`, a QoS 1 subscription after every CONNACK, each event
+//! printed as JSON and acked after it was handled, reconnects with backoff, a clean DISCONNECT.
 //!
 //! **Run it.**
 //! ```text
-//! cargo run -p tls-connect                      # no creds.json: a local demo broker starts
-//! cargo run -p tls-connect -- --creds creds.json
-//! cargo run -p tls-connect -- --creds creds.json --count 10   # stop after 10 events
+//! cargo run -p tls-connect                      # no creds.json: a local demo broker and this program
+//! cargo run -p tls-connect --bin tls-connect -- --creds creds.json
+//! cargo run -p tls-connect --bin tls-connect -- --creds creds.json --ca-file ca.pem   # private CA
 //! ```
 //!
-//! **What you will see.** A log line when connected and subscribed, then each event as
-//! `message 1 on <topic>` followed by its pretty-printed JSON. Ctrl-C (or SIGTERM) finishes the
-//! event at hand, acks it and disconnects. A wrong CA, host name, password or port stops the
-//! program with one paragraph saying what to fix and a non-zero exit code.
+//! **What you will see.** Whom the broker is verified against, `subscribed to <topic>`, then each
+//! event as `message 1 on <topic>` and its JSON. Ctrl-C (or SIGTERM) finishes the event at hand,
+//! acks it and disconnects. A wrong CA, host name, password or port stops the program with one
+//! paragraph saying what to fix and a non-zero exit code.
 //!
-//! **Deliberately left out** (see the other examples): persistent sessions and the backlog
-//! (`persistent-session`), spreading load over processes (`shared-subscription`), duplicate
-//! handling (`qos1-at-least-once`), client-id clashes (`client-id-collision`).
-//!
-//! **The structure to copy.** One task polls rumqttc's event loop and does nothing else; a second
-//! task handles messages and acks them. They are joined by a *bounded* queue, so a slow handler
-//! slows intake (back-pressure) instead of growing memory. The polling task never `await`s a
-//! client method: client calls go through a bounded channel that only `poll()` drains, so
-//! awaiting one from the polling task can deadlock. It uses the non-blocking `try_*` calls. And
-//! that channel is sized for every ack a connection can owe
-//! ([`common::rumqttc_util::REQUEST_CHANNEL_CAPACITY`]): with rumqttc's usual 10–64, a burst
-//! of events freezes the handler (waiting to queue an ack) and the poller (waiting to queue a
-//! message) on each other.
+//! **Deliberately left out** (see the other examples): persistent sessions (`persistent-session`),
+//! spreading load over processes (`shared-subscription`), duplicates (`qos1-at-least-once`),
+//! client-id clashes (`client-id-collision`), client certificates (Link Labs uses the password).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::rumqttc_util::poll_or_silence;
 use common::supervisor::NextStep;
-use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use common::{BrokerTarget, ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Transport;
 use tokio::sync::mpsc;
 
-/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
-/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
-/// the queue full.
+/// MQTT v5 Receive Maximum: how many unacked messages the broker may send us. Also the work
+/// queue's size (every queued message is unacked), so a broker that keeps to it never fills it.
 const RECEIVE_MAXIMUM: u16 = 128;
 
-/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
-/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
-const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// A PINGREQ this often when idle: shorter notices a dead link sooner, at a PINGREQ per interval.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler: well inside Kubernetes' 30 s grace.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Connect to the Link Labs broker over TLS and print each event.
 #[derive(Parser, Debug)]
@@ -75,26 +65,32 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise an in-process demo
-    // broker with generated credentials. Either way the code below is the same.
-    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    // creds.json (or --creds / MQTT_CREDS), validated; missing: an error saying where to get one.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
-
-    let mut options = target
-        .rumqttc_options()
-        .context("setting up TLS for the broker connection")?;
-    // ANCHOR: manual_acks
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
+    // ANCHOR: options
     options
-        // Ack after processing, not on receipt: a crash between the two then means redelivery,
-        // not a lost event.
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        // The largest packet we accept: rumqttc's 10 KiB default is tight for batched events.
+        .set_max_packet_size(Some(256 * 1024))
+        // rumqttc reserves memory per outgoing in-flight slot (65,536 by default: 13.5 MiB).
+        .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
+        // Ack after handling, not on receipt: a crash in between means redelivery, not a loss.
         .set_manual_acks(true)
-        // This example does not keep a session across restarts; see `persistent-session`.
+        // This example does not keep a session across restarts (see `persistent-session`), so
+        // there are no acks owed to an earlier connection and no stale-ack guard is needed.
         .set_clean_start(true)
-        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us, so a burst
-        // waits on the broker, not in this process (see `persistent-session` for what happens
-        // without it, and why acks must never wait: REQUEST_CHANNEL_CAPACITY).
+        // Flow control: a burst waits on the broker, not in this process.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
-    // ANCHOR_END: manual_acks
+    // ANCHOR_END: options
+    // TLS, unless the user opted into plaintext with --insecure-plaintext (`None`).
+    if let Some(tls) = broker_tls(&target).context("setting up TLS for the broker connection")? {
+        options.set_transport(Transport::tls_with_config(tls));
+    }
+    // The request channel is sized so `ack()` never waits: see REQUEST_CHANNEL_CAPACITY's docs.
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -127,51 +123,52 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(handled)
     });
 
-    // The idle watchdog (see `poll_or_silence`): 1.5 × keep-alive without a packet from the
-    // broker means a dead link. The keep-alive (30 s, set in common::cli) is the trade-off:
-    // shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per keep-alive.
-    let idle_limit = eventloop.options.keep_alive() * 3 / 2;
+    // The idle watchdog: nothing from the broker for 1.5 × keep-alive means a dead link.
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = tokio::time::Instant::now();
+    // After a connection error: retry with backoff, or stop when retrying cannot help (a wrong
+    // CA, host name or password). See docs/src/reconnects.md.
     let mut supervisor = ConnectionSupervisor::new(&target);
     let shutdown = common::shutdown::signal();
     tokio::pin!(shutdown);
 
-    let stop = loop {
+    // `None`: a stop request (Ctrl-C, SIGTERM); `Some`: the handler ended (--count, or an error).
+    let handler_result = loop {
         tokio::select! {
-            _ = &mut shutdown => break Stop::Requested,
-            // The handler ends on its own only when --count messages were handled (or on error).
-            result = &mut handler => break Stop::HandlerFinished(result),
+            _ = &mut shutdown => break None,
+            result = &mut handler => break Some(result),
             event = poll_or_silence(&mut eventloop, &mut last_heard, idle_limit) => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     supervisor.connected();
                     tracing::info!("connected (session present: {})", ack.session_present);
-                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                    if !ack.session_present {
-                        client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
-                    }
+                    // Subscribe after EVERY CONNACK (not only when no session is present), with
+                    // Retain Handling "only if new": a repeat does not resend retained messages.
+                    let filter = Filter {
+                        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+                        ..Filter::new(topic.clone(), QoS::AtLeastOnce)
+                    };
+                    client.try_subscribe_many([filter])?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     common::rumqttc_util::check_suback(&ack, &topic)?;
                     tracing::info!("subscribed to {topic} with QoS 1");
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    // Waits while the queue is full: that is the back-pressure.
-                    // A stop request still wins while we wait: a consumer must never be deaf to
-                    // SIGTERM.
+                    // Waits while the queue is full: that is the back-pressure. A stop request
+                    // still wins while we wait: a consumer must never be deaf to SIGTERM.
                     tokio::select! {
                         sent = work_tx.send(publish) => if sent.is_err() {
-                            // The handler is gone; its result (an error or --count) comes next.
-                            break Stop::HandlerFinished((&mut handler).await);
+                            break Some((&mut handler).await);
                         },
-                        _ = &mut shutdown => break Stop::Requested,
+                        _ = &mut shutdown => break None,
                     }
                 }
                 Ok(_) => {}
                 Err(err) => match supervisor.failed(&err) {
                     NextStep::RetryAfter(delay) => {
-                        // Sleep before reconnecting, but wake up for Ctrl-C.
+                        // Sleep before the next poll() reconnects, but wake up for Ctrl-C.
                         if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
-                            break Stop::Requested;
+                            break None;
                         }
                     }
                     NextStep::GiveUp(failure) => return Err(failure.into()),
@@ -180,59 +177,74 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
-    let handled = match stop {
-        Stop::Requested => {
+    let handled = match handler_result {
+        None => {
             drop(work_tx);
             // At most DRAIN_MAX: a stop always stops, even with a stuck handler.
             common::shutdown::drain(handler, DRAIN_MAX)
                 .await?
                 .unwrap_or_default()
         }
-        Stop::HandlerFinished(result) => result??,
+        Some(result) => result??,
     };
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     tracing::info!("processed {handled} messages; {disconnected}");
-    if let Some(demo) = demo {
-        demo.shutdown().await;
-    }
     Ok(())
 }
 
-/// Why the main loop ended.
-enum Stop {
-    /// Ctrl-C or SIGTERM.
-    Requested,
-    /// The handler task returned (after `--count` messages, or with an error).
-    HandlerFinished(Result<anyhow::Result<u64>, tokio::task::JoinError>),
-}
+// ANCHOR: tls_setup
+/// Whom we trust to be the broker (`None`: plaintext, only with `--insecure-plaintext`). rustls's
+/// default verifier checks that the certificate chains to these roots **and** names the host we
+/// dial (`host` in creds.json): host-name verification is on, and nothing here turns it off.
+fn broker_tls(target: &BrokerTarget) -> anyhow::Result<Option<rumqttc::TlsConfiguration>> {
+    use common::{Security, TlsError, TlsRoots};
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    use std::sync::Arc;
 
-/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
-///
-/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
-/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
-/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
-/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
-/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
-/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
-async fn poll_or_silence(
-    eventloop: &mut rumqttc::v5::EventLoop,
-    last_heard: &mut tokio::time::Instant,
-    idle_limit: std::time::Duration,
-) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
-    tokio::select! {
-        // Biased: data already waiting wins over a deadline that passed while we were busy.
-        biased;
-        event = eventloop.poll() => {
-            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
-            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
-                *last_heard = tokio::time::Instant::now();
+    let Security::Tls(roots) = &target.security else {
+        return Ok(None);
+    };
+    let mut root_store = rustls::RootCertStore::empty();
+    match roots {
+        // A private broker (or the demo): exactly the CAs in this PEM file, no system CAs.
+        TlsRoots::CaFile(path) => {
+            let pem = std::fs::read(path).map_err(|source| TlsError::CaFileUnreadable {
+                path: path.clone(),
+                source,
+            })?;
+            for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
+                let bad = |err: rustls::Error| TlsError::BadCertificate {
+                    path: path.clone(),
+                    detail: err.to_string(),
+                };
+                root_store.add(cert).map_err(bad)?;
             }
-            event
+            if root_store.is_empty() {
+                return Err(TlsError::NoCertificateInCaFile { path: path.clone() }.into());
+            }
         }
-        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
-            eventloop.clean();
-            *last_heard = tokio::time::Instant::now();
-            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
+        // Link Labs' broker has a certificate from a public CA: the OS's store is all it needs.
+        TlsRoots::System => {
+            let loaded = rustls_native_certs::load_native_certs();
+            let (added, _unparsable) = root_store.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                let detail = loaded
+                    .errors
+                    .first()
+                    .map_or_else(|| "the store is empty".to_owned(), ToString::to_string);
+                return Err(TlsError::NoSystemRoots { detail }.into());
+            }
         }
     }
+    // The crypto provider named, not left to the process-wide default: when another crate in the
+    // binary also enables rustls's `ring`, that default is ambiguous and rustls panics.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("choosing the TLS protocol versions")?
+        .with_root_certificates(root_store)
+        // Link Labs authenticates clients by password, not by a client certificate.
+        .with_no_client_auth();
+    Ok(Some(rumqttc::TlsConfiguration::Rustls(Arc::new(config))))
 }
+// ANCHOR_END: tls_setup

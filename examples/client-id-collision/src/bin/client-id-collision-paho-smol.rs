@@ -1,7 +1,7 @@
 //! # client-id-collision-paho-smol — detect a shared client id, on paho-mqtt and smol
 //!
-//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
-//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first: it
+//! explains the problem and writes out the detection rule): ONE connection per process.
 //! Start two processes with the same client id and the broker keeps closing one to let the other
 //! in. This program recognises that pattern — the broker closed the connection within 5 s of
 //! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
@@ -9,8 +9,8 @@
 //! plain message ("client id X is used by another process … give each process its own id, for
 //! example --instance 1, --instance 2"). The other process keeps its connection.
 //!
-//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
-//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! **Run it.** The same command in two terminals, with the same credentials (the demo
+//! launcher, `cargo run -p client-id-collision`, does this against a local broker):
 //! ```text
 //! cargo run -p client-id-collision --features paho --bin client-id-collision-paho-smol -- --creds creds.json
 //! # the fix: one id per process
@@ -20,8 +20,7 @@
 //! Paho C is compiled from source: this needs cmake, a C compiler, pkg-config and the OpenSSL
 //! headers (Debian/Ubuntu: `apt-get install cmake build-essential pkg-config libssl-dev`).
 //!
-//! **How it differs from the default program.** One connection per process (the default's
-//! `--single` mode), on paho-mqtt 0.14 (Paho C) and smol; `tls-connect-paho-smol` explains
+//! **How it differs from the default program.** On paho-mqtt 0.14 (Paho C) and smol; `tls-connect-paho-smol` explains
 //! the Paho specifics (OpenSSL with `.verify(true)`, an unbounded event stream, our own
 //! reconnects through the supervisor instead of Paho's automatic reconnect, which would
 //! otherwise keep fighting for the id for ever).
@@ -67,9 +66,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    // creds.json (or --creds / MQTT_CREDS), validated; missing: an error saying where to get one.
+    let target = args.connect.load_target()?;
 
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -80,11 +78,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
-    let result = smol::block_on(consume(&args, &target, &stop_rx));
-    if let Some(demo) = demo {
-        demo.shutdown();
-    }
-    result
+    smol::block_on(consume(&args, &target, &stop_rx))
 }
 
 async fn consume(
@@ -136,12 +130,11 @@ async fn consume(
                     .connect_response()
                     .is_some_and(|connack| connack.session_present);
                 tracing::info!("connected (session present: {session_present})");
-                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                if !session_present {
-                    // `false`: the connection dropped first; the event stream says so next.
-                    if subscribe(&client, &topic).await? {
-                        tracing::info!("subscribed to {topic} with QoS 1");
-                    }
+                // Subscribe after EVERY CONNACK (not only when no session is present), with
+                // Retain Handling "only if new": a repeat does not resend retained messages.
+                // `false`: the connection dropped first; the event stream says so next.
+                if subscribe(&client, &topic).await? {
+                    tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
@@ -236,12 +229,16 @@ async fn consume(
     Ok(())
 }
 
-/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
-/// connection dropped first (the event stream reports the loss next), an error when refused.
+/// Subscribes with QoS 1 (Retain Handling "only if new") and waits for the SUBACK: `Ok(true)`
+/// when granted, `Ok(false)` when the connection dropped first (the event stream reports the
+/// loss next), an error when refused.
 ///
 /// Not just `.await` on the token: see `wait_for_suback` for the hang that avoids.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let suback = client.subscribe(filter, mqtt::QOS_1);
+    // Retain Handling 1: retained messages only for a new subscription, not on every reconnect.
+    let options =
+        mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
+    let suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
     common::paho_util::wait_for_suback(client, suback, filter).await
 }
 

@@ -1,7 +1,7 @@
 //! # client-id-collision-rumqttc-blocking — detect a shared client id, with threads instead of async
 //!
-//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
-//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first: it
+//! explains the problem and writes out the detection rule): ONE connection per process.
 //! Start two processes with the same client id and the broker keeps closing one to let the other
 //! in. This program recognises that pattern — the broker closed the connection within 5 s of
 //! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
@@ -9,21 +9,21 @@
 //! plain message ("client id X is used by another process … give each process its own id, for
 //! example --instance 1, --instance 2"). The other process keeps its connection.
 //!
-//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
-//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! **Run it.** The same command in two terminals, with the same credentials (the demo
+//! launcher, `cargo run -p client-id-collision`, does this against a local broker):
 //! ```text
 //! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json
 //! # the fix: one id per process
 //! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json --instance 1
 //! cargo run -p client-id-collision --bin client-id-collision-rumqttc-blocking -- --creds creds.json --instance 2
 //! ```
-//! **How it differs from the default program.** One connection per process (the default's
-//! `--single` mode), written with rumqttc's blocking `Client` and two threads — the change
-//! `tls-connect-rumqttc-blocking` explains (the connection thread never blocks on a client call;
-//! Ctrl-C / SIGTERM through the `ctrlc` crate).
+//! **How it differs from the default program.** Written with rumqttc's blocking `Client` and two
+//! threads — the change `tls-connect-rumqttc-blocking` explains (the connection thread never
+//! blocks on a client call; Ctrl-C / SIGTERM through the `ctrlc` crate); TLS from
+//! `target.rumqttc_tls()`; and the detection is left to `common::ConnectionSupervisor`, which
+//! applies the very rule the default program writes out (`TakeoverDetector`), same constants.
 //!
-//! **What it cannot do.** Nothing is lost compared with the default: the detection is
-//! `common::ConnectionSupervisor`, the same code. (rumqttc 0.25.1 cannot parse the short 3-byte
+//! **What it cannot do.** Nothing is lost compared with the default. (rumqttc 0.25.1 cannot parse the short 3-byte
 //! DISCONNECT `e0 01 8e` some brokers send, so here too the *pattern* is what detects a takeover
 //! on those brokers; Mosquitto sends no DISCONNECT at all.)
 //!
@@ -40,14 +40,17 @@ use anyhow::Context;
 use clap::Parser;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, FailureKind, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, RecvTimeoutError};
+use rumqttc::v5::{Client, Event, MqttOptions, RecvTimeoutError};
+use rumqttc::Transport;
 
-/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
-/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
-/// the queue full.
+/// MQTT v5 Receive Maximum: how many unacked messages the broker may send us. Also the work
+/// queue's size (every queued message is unacked), so a broker that keeps to it never fills it.
 const RECEIVE_MAXIMUM: u16 = 128;
+
+/// A PINGREQ this often when idle: shorter notices a dead link sooner, at a PINGREQ per interval.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
 /// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
@@ -75,22 +78,29 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    // creds.json (or --creds / MQTT_CREDS), validated; `--instance N` makes the id `<clientId>-N`.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
-
-    let mut options = target
-        .rumqttc_options()
-        .context("setting up TLS for the broker connection")?;
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
     options
-        // Ack after processing, not on receipt: a crash between the two then means redelivery,
-        // not a lost event.
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        // The largest packet we accept: rumqttc's 10 KiB default is tight for batched events.
+        .set_max_packet_size(Some(256 * 1024))
+        // rumqttc reserves memory per outgoing in-flight slot (65,536 by default: 13.5 MiB).
+        .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
+        // Ack after handling, not on receipt: a crash in between means redelivery, not a loss.
         .set_manual_acks(true)
-        // This example does not keep a session across restarts; see `persistent-session`.
+        // No session kept across restarts, so no acks owed to an earlier connection: no stale-ack
+        // guard needed (`persistent-session` keeps one).
         .set_clean_start(true)
-        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way to us.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // TLS (rustls, the chain and host name verified), unless --insecure-plaintext (`None`).
+    let tls = target.rumqttc_tls();
+    if let Some(tls) = tls.context("setting up TLS for the broker connection")? {
+        options.set_transport(Transport::tls_with_config(tls));
+    }
     // `ack()` must never wait for room in rumqttc's request channel: the handler would then
     // wait for this thread and this thread for the handler, for ever. See
     // common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
@@ -133,10 +143,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link
-    // (see the `RecvTimeoutError::Timeout` arm below). The keep-alive (30 s, set in common::cli) is
-    // the trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per
-    // keep-alive.
-    let idle_limit = connection.eventloop.options.keep_alive() * 3 / 2;
+    // (see the `RecvTimeoutError::Timeout` arm below).
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = std::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut connected = false;
@@ -193,10 +201,13 @@ fn run(args: Args) -> anyhow::Result<()> {
                 supervisor.connected();
                 connected_at = Some(Instant::now());
                 tracing::info!("connected (session present: {})", ack.session_present);
-                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                if !ack.session_present {
-                    client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
-                }
+                // Subscribe after EVERY CONNACK (not only when no session is present), with
+                // Retain Handling "only if new": a repeat does not resend retained messages.
+                let filter = Filter {
+                    retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+                    ..Filter::new(topic.clone(), QoS::AtLeastOnce)
+                };
+                client.try_subscribe_many([filter])?;
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 common::rumqttc_util::check_suback(&ack, &topic)?;
@@ -253,9 +264,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         "not connected, so no DISCONNECT to send".to_owned()
     };
     tracing::info!("processed {handled} messages; {disconnected}");
-    if let Some(demo) = demo {
-        demo.shutdown();
-    }
     Ok(())
 }
 

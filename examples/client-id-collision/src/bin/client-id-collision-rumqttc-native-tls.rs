@@ -1,7 +1,7 @@
 //! # client-id-collision-rumqttc-native-tls — detect a shared client id, with native-tls (OpenSSL)
 //!
-//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first; it
-//! explains the problem and also stages the fight inside one process): ONE connection per process.
+//! **What it shows.** The production shape of `client-id-collision` (read its `main.rs` first: it
+//! explains the problem and writes out the detection rule): ONE connection per process.
 //! Start two processes with the same client id and the broker keeps closing one to let the other
 //! in. This program recognises that pattern — the broker closed the connection within 5 s of
 //! accepting it, 3 times in a row, or sent DISCONNECT 0x8E *Session taken over* — logs
@@ -9,20 +9,20 @@
 //! plain message ("client id X is used by another process … give each process its own id, for
 //! example --instance 1, --instance 2"). The other process keeps its connection.
 //!
-//! **Run it.** The same command in two terminals, with the same credentials (it needs a broker
-//! both can reach, so real credentials: every demo run starts a broker of its own):
+//! **Run it.** The same command in two terminals, with the same credentials (the demo
+//! launcher, `cargo run -p client-id-collision`, does this against a local broker):
 //! ```text
 //! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json
 //! # the fix: one id per process
 //! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 1
 //! cargo run -p client-id-collision --features native-tls --bin client-id-collision-rumqttc-native-tls -- --creds creds.json --instance 2
 //! ```
-//! **How it differs from the default program.** One connection per process (the default's
-//! `--single` mode), and TLS through native-tls (`target.rumqttc_options_native_tls()`) — the
-//! change `tls-connect-rumqttc-native-tls` explains.
+//! **How it differs from the default program.** TLS through native-tls
+//! (`target.rumqttc_native_tls()`), the change `tls-connect-rumqttc-native-tls` explains; and
+//! the detection is left to `common::ConnectionSupervisor`, which applies the very rule the
+//! default program writes out (`TakeoverDetector`), with the same constants.
 //!
-//! **What it cannot do.** Nothing is lost compared with the default: the detection is
-//! `common::ConnectionSupervisor`, the same code. (rumqttc 0.25.1 cannot parse the short 3-byte
+//! **What it cannot do.** Nothing is lost compared with the default. (rumqttc 0.25.1 cannot parse the short 3-byte
 //! DISCONNECT `e0 01 8e` some brokers send, so here too the *pattern* is what detects a takeover
 //! on those brokers; Mosquitto sends no DISCONNECT at all.)
 //!
@@ -30,25 +30,28 @@
 //! supervisor (systemd, Kubernetes) should not restart on 6 without a configuration change.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use common::rumqttc_util::poll_or_silence;
 use common::supervisor::NextStep;
 use common::{ConnectArgs, ConnectionSupervisor, FailureKind, MessagePrinter};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Transport;
 use tokio::sync::mpsc;
 
-/// MQTT v5 Receive Maximum: how many messages the broker may send before we ack one. Also the
-/// work queue's size: every queued message is unacked, so a broker that keeps to it never finds
-/// the queue full.
+/// MQTT v5 Receive Maximum: how many unacked messages the broker may send us. Also the work
+/// queue's size (every queued message is unacked), so a broker that keeps to it never fills it.
 const RECEIVE_MAXIMUM: u16 = 128;
 
-/// How long a stop (Ctrl-C, SIGTERM) waits for the handler to finish what it already received.
-/// Kubernetes sends SIGKILL 30 s after SIGTERM; stopping well before leaves time for DISCONNECT.
-const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// A PINGREQ this often when idle: shorter notices a dead link sooner, at a PINGREQ per interval.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// How long a stop (Ctrl-C, SIGTERM) waits for the handler: well inside Kubernetes' 30 s grace.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// One connection per process (native-tls); stop with exit code 6 when another process uses our
 /// client id.
@@ -70,23 +73,29 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise an in-process demo
-    // broker with generated credentials. Either way the code below is the same.
-    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    // creds.json (or --creds / MQTT_CREDS), validated; `--instance N` makes the id `<clientId>-N`.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
-
-    // The one line that differs from `tls-connect`: native-tls (OpenSSL) instead of rustls.
-    let mut options = target
-        .rumqttc_options_native_tls()
-        .context("setting up TLS for the broker connection")?;
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
     options
-        // Ack after processing, not on receipt: a crash between the two then means redelivery,
-        // not a lost event.
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        // The largest packet we accept: rumqttc's 10 KiB default is tight for batched events.
+        .set_max_packet_size(Some(256 * 1024))
+        // rumqttc reserves memory per outgoing in-flight slot (65,536 by default: 13.5 MiB).
+        .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
+        // Ack after handling, not on receipt: a crash in between means redelivery, not a loss.
         .set_manual_acks(true)
-        // This example does not keep a session across restarts; see `persistent-session`.
+        // No session kept across restarts, so no acks owed to an earlier connection: no stale-ack
+        // guard needed (`persistent-session` keeps one).
         .set_clean_start(true)
-        // At most RECEIVE_MAXIMUM unacked messages on their way to us.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // The line that differs from the default: native-tls (OpenSSL) instead of rustls.
+    let tls = target.rumqttc_native_tls();
+    if let Some(tls) = tls.context("setting up TLS for the broker connection")? {
+        options.set_transport(Transport::tls_with_config(tls));
+    }
     // `ack()` must never wait for room: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
     let (client, mut eventloop) =
         AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
@@ -118,10 +127,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(handled)
     });
 
-    // The idle watchdog (see `poll_or_silence`): 1.5 × keep-alive without a packet from the
-    // broker means a dead link. The keep-alive (30 s, set in common::cli) is the trade-off:
-    // shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per keep-alive.
-    let idle_limit = eventloop.options.keep_alive() * 3 / 2;
+    // The idle watchdog: nothing from the broker for 1.5 × keep-alive means a dead link.
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = tokio::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     // Only for the log line that makes the symptom visible: how long each connection lived.
@@ -139,10 +146,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     supervisor.connected();
                     connected_at = Some(Instant::now());
                     tracing::info!("connected (session present: {})", ack.session_present);
-                    // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                    if !ack.session_present {
-                        client.try_subscribe(topic.clone(), QoS::AtLeastOnce)?;
-                    }
+                    // Subscribe after EVERY CONNACK, with Retain Handling "only if new".
+                    let filter = Filter {
+                        retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+                        ..Filter::new(topic.clone(), QoS::AtLeastOnce)
+                    };
+                    client.try_subscribe_many([filter])?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     common::rumqttc_util::check_suback(&ack, &topic)?;
@@ -201,9 +210,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
     tracing::info!("processed {handled} messages; {disconnected}");
-    if let Some(demo) = demo {
-        demo.shutdown().await;
-    }
     Ok(())
 }
 
@@ -224,36 +230,5 @@ fn report_detection(supervisor: &ConnectionSupervisor) {
             first_drop.elapsed().as_millis()
         ),
         None => tracing::error!("client id collision detected; not reconnecting"),
-    }
-}
-
-/// One `eventloop.poll()`, watched by the idle watchdog (issue #12).
-///
-/// rumqttc sends a PINGREQ every keep-alive, so a live broker sends us something — a PINGRESP at
-/// least — within every keep-alive. Nothing for `idle_limit` (1.5 × keep-alive) means the link
-/// died without a FIN or RST (a pulled cable, a NAT or firewall that forgot us, a frozen host),
-/// which TCP does not notice for minutes and rumqttc only after about 2 × keep-alive. Then
-/// `clean()` drops the dead connection (unacked messages are kept for the next one) and the
-/// error takes the supervisor's retry path like any other failure: the next `poll()` reconnects.
-async fn poll_or_silence(
-    eventloop: &mut rumqttc::v5::EventLoop,
-    last_heard: &mut tokio::time::Instant,
-    idle_limit: std::time::Duration,
-) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
-    tokio::select! {
-        // Biased: data already waiting wins over a deadline that passed while we were busy.
-        biased;
-        event = eventloop.poll() => {
-            // Anything but our own outgoing packets (a packet, or a failure) rewinds the watchdog.
-            if !matches!(event, Ok(rumqttc::v5::Event::Outgoing(_))) {
-                *last_heard = tokio::time::Instant::now();
-            }
-            event
-        }
-        () = tokio::time::sleep_until(*last_heard + idle_limit) => {
-            eventloop.clean();
-            *last_heard = tokio::time::Instant::now();
-            Err(common::supervisor::LinkSilent { silent_for: idle_limit }.into_error())
-        }
     }
 }

@@ -19,9 +19,7 @@
 //! **How it differs from the default (rumqttc) program.**
 //! - smol instead of Tokio: `smol::block_on`, `smol::Timer`, `smol::future::or` to wait for
 //!   whichever comes first (it polls its first argument first, so Ctrl-C goes first and a busy
-//!   stream cannot hide it), and the `ctrlc` crate for Ctrl-C / SIGTERM. The local demo broker
-//!   (started when there is no creds.json) needs Tokio, so it runs on its own background threads
-//!   (`demo_broker::target_or_demo_blocking`); your program's code never sees Tokio.
+//!   stream cannot hide it), and the `ctrlc` crate for Ctrl-C / SIGTERM. No Tokio anywhere.
 //! - TLS is OpenSSL inside Paho C. `common::TlsRoots::paho_ssl_options` sets `.verify(true)`:
 //!   Paho's default checks that the certificate chains to a trusted CA but **not** that it was
 //!   issued for the host you dialled. Without that line any certificate from any trusted CA
@@ -76,9 +74,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&args.connect)?;
+    // creds.json (or --creds / MQTT_CREDS), validated; missing: an error saying where to get one.
+    let target = args.connect.load_target()?;
 
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -89,11 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
-    let result = smol::block_on(consume(&args, &target, &stop_rx));
-    if let Some(demo) = demo {
-        demo.shutdown();
-    }
-    result
+    smol::block_on(consume(&args, &target, &stop_rx))
 }
 
 async fn consume(
@@ -142,12 +135,11 @@ async fn consume(
                     .connect_response()
                     .is_some_and(|connack| connack.session_present);
                 tracing::info!("connected (session present: {session_present})");
-                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                if !session_present {
-                    // `false`: the connection dropped first; the event stream says so next.
-                    if subscribe(&client, &topic).await? {
-                        tracing::info!("subscribed to {topic} with QoS 1");
-                    }
+                // Subscribe after EVERY CONNACK (not only when no session is present), with
+                // Retain Handling "only if new": a repeat does not resend retained messages.
+                // `false`: the connection dropped first; the event stream says so next.
+                if subscribe(&client, &topic).await? {
+                    tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
@@ -229,12 +221,16 @@ async fn consume(
     Ok(())
 }
 
-/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
-/// connection dropped first (the event stream reports the loss next), an error when refused.
+/// Subscribes with QoS 1 (Retain Handling "only if new") and waits for the SUBACK: `Ok(true)`
+/// when granted, `Ok(false)` when the connection dropped first (the event stream reports the
+/// loss next), an error when refused.
 ///
 /// Not just `.await` on the token: see `wait_for_suback` for the hang that avoids.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let suback = client.subscribe(filter, mqtt::QOS_1);
+    // Retain Handling 1: retained messages only for a new subscription, not on every reconnect.
+    let options =
+        mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
+    let suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
     common::paho_util::wait_for_suback(client, suback, filter).await
 }
 

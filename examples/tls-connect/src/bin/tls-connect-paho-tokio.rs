@@ -68,8 +68,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker.
-    let (target, demo) = demo_broker::target_or_demo(&args.connect).await?;
+    // creds.json (or --creds / MQTT_CREDS), validated; missing: an error saying where to get one.
+    let target = args.connect.load_target()?;
     let topic = target.credentials.topic.clone();
 
     let create = mqtt::CreateOptionsBuilder::new()
@@ -115,12 +115,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .connect_response()
                     .is_some_and(|connack| connack.session_present);
                 tracing::info!("connected (session present: {session_present})");
-                // A new session has no subscriptions: (re)subscribe after every such CONNACK.
-                if !session_present {
-                    // `false`: the connection dropped first; the event stream says so next.
-                    if subscribe(&client, &topic).await? {
-                        tracing::info!("subscribed to {topic} with QoS 1");
-                    }
+                // Subscribe after EVERY CONNACK (not only when no session is present), with
+                // Retain Handling "only if new": a repeat does not resend retained messages.
+                // `false`: the connection dropped first; the event stream says so next.
+                if subscribe(&client, &topic).await? {
+                    tracing::info!("subscribed to {topic} with QoS 1");
                 }
 
                 // 2. Handle events until the connection drops, --count is reached, or Ctrl-C.
@@ -189,18 +188,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     printer.finish();
     tracing::info!("processed {handled} messages; {disconnected}");
-    if let Some(demo) = demo {
-        demo.shutdown().await;
-    }
     Ok(())
 }
 
-/// Subscribes with QoS 1 and waits for the SUBACK: `Ok(true)` when granted, `Ok(false)` when the
-/// connection dropped first (the event stream reports the loss next), an error when refused.
+/// Subscribes with QoS 1 (Retain Handling "only if new") and waits for the SUBACK: `Ok(true)`
+/// when granted, `Ok(false)` when the connection dropped first (the event stream reports the
+/// loss next), an error when refused.
 ///
 /// Not just `.await` on the token: see `wait_for_suback` for the hang that avoids.
 async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<bool> {
-    let suback = client.subscribe(filter, mqtt::QOS_1);
+    // Retain Handling 1: retained messages only for a new subscription, not on every reconnect.
+    let options =
+        mqtt::SubscribeOptions::with_retain_handling(mqtt::RetainHandling::SendRetainedOnNew);
+    let suback = client.subscribe_with_options(filter, mqtt::QOS_1, options, None);
     common::paho_util::wait_for_suback(client, suback, filter).await
 }
 
