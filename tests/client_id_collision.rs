@@ -132,30 +132,6 @@ fn distinct_instance_ids_both_stay_connected_and_receive_everything() {
     );
 }
 
-#[test]
-#[ignore = "demo moves to the launcher (lead)"]
-fn demo_mode_shows_the_fight_and_exits_6_with_the_plain_message() {
-    // An empty working directory: no ./creds.json, no --creds. Two connections, one process,
-    // against the embedded demo broker (which sends DISCONNECT 0x8E, but rumqttc 0.25.1 reports
-    // that as a closed connection: either way the result must be the same).
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let mut command = mosquitto_harness::example_command(BIN);
-    command.current_dir(cwd.path());
-    let mut demo = ExampleProcess::spawn_command(command).expect("spawn");
-    expect_failure(&mut demo, 6, &[IN_USE, "demo-consumer", "--instance"]);
-    let transcript = demo.transcript();
-    assert!(transcript.contains("DEMO BROKER"), "{transcript}");
-    // Both connections were really connected and then taken over at least once.
-    for name in ["A", "B"] {
-        assert!(
-            transcript.contains(&format!("connection{{name=\"{name}\"}}: connected")),
-            "{transcript}"
-        );
-    }
-    assert!(transcript.contains("connection ended"), "{transcript}");
-    println!("demo broker, two connections: {}", detection_line(&demo));
-}
-
 /// Publishes one message at a time until `process` prints a new one: `true`, or until it exits:
 /// `false`. More than one attempt because the process may have reconnected a moment ago and not
 /// be subscribed yet (with a clean session, a message published before SUBSCRIBE is not for it).

@@ -399,37 +399,6 @@ fn tls_connect_every_variant_refuses_a_wrong_password_without_retrying() {
     }
 }
 
-#[test]
-#[ignore = "demo moves to the launcher (lead)"]
-fn tls_connect_every_variant_runs_against_the_demo_broker_without_credentials() {
-    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let mut subs: Vec<(String, ExampleProcess)> = runnable("tls-connect")
-        .into_iter()
-        .map(|(bin, _)| {
-            let mut command = mosquitto_harness::example_command(&bin);
-            command.current_dir(cwd.path()).args(["--count", "3"]);
-            let process = ExampleProcess::spawn_command(command).expect("spawn");
-            (bin, process)
-        })
-        .collect();
-    for (bin, sub) in &mut subs {
-        let status = expect_exit(sub);
-        let transcript = sub.transcript();
-        assert!(status.success(), "{bin}: {status}\n{transcript}");
-        assert!(transcript.contains("DEMO BROKER"), "{bin}:\n{transcript}");
-        assert_eq!(
-            sub.count_lines(|l| l.starts_with("message ")),
-            3,
-            "{bin}:\n{transcript}"
-        );
-        assert!(
-            !transcript.contains("panicked"),
-            "{bin} panicked:\n{transcript}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // persistent-session
 

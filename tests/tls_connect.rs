@@ -195,30 +195,3 @@ fn a_missing_creds_file_is_an_error_not_the_demo() {
     assert!(!sub.transcript().contains("DEMO"));
 }
 
-#[test]
-#[ignore = "demo moves to the launcher (lead)"]
-fn without_credentials_the_demo_broker_starts_and_delivers() {
-    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let mut command = mosquitto_harness::example_command(BIN);
-    command.current_dir(cwd.path()).args(["--count", "3"]);
-    let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
-    let status = expect_exit(&mut sub);
-    assert!(status.success(), "{status}:\n{}", sub.transcript());
-    assert!(
-        sub.transcript().contains("DEMO BROKER"),
-        "{}",
-        sub.transcript()
-    );
-    assert_eq!(
-        sub.count_lines(|l| l.starts_with("message ")),
-        3,
-        "{}",
-        sub.transcript()
-    );
-    assert!(
-        sub.stdout().contains("\"eventType\""),
-        "{}",
-        sub.transcript()
-    );
-}

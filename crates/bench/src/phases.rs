@@ -646,12 +646,23 @@ fn self_reported(text: &str) -> Option<u64> {
 /// example's default mode (no credentials) opens two connections with one id and reports how
 /// long detection took.
 pub fn takeover_demo(variant: &Variant, program: &Path) -> anyhow::Result<TakeoverRun> {
-    // An empty working directory: no ./creds.json, so the example starts its demo broker.
+    // An empty working directory: no ./creds.json, so the scenario's demo launcher starts the
+    // embedded broker and two processes of `program` with one client id. No `CARGO`: the
+    // launcher must use the binaries built for this run, not build its own.
     let cwd = tempfile::tempdir()?;
-    let mut command = std::process::Command::new(program);
+    let launcher = program.with_file_name(format!(
+        "client-id-collision-demo{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    let bin = program
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut command = std::process::Command::new(&launcher);
     command
         .current_dir(cwd.path())
-        .args(["--log", "info"])
+        .env_remove("CARGO")
+        .args(["--variant", &bin, "--log", "info"])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
     for (key, _) in std::env::vars_os() {

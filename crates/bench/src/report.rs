@@ -702,8 +702,8 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
              each); time from the broker closing the first \
              connection for the second (its log line) to one of them printing `client id \
              collision detected`; {} run(s) each. Embedded mqtt5 broker (sends DISCONNECT 0x8E \
-             *Session taken over*): the example's demo mode (two connections, one id), as the \
-             example reports it itself (only the base binary has that demo).\n",
+             *Session taken over*): the scenario's demo launcher (`client-id-collision-demo`: two \
+             processes of the binary, one id), as the example reports it itself.\n",
             base.binary, s.takeover_runs
         );
         let _ = writeln!(
