@@ -180,11 +180,10 @@ fn locate_binary(plan: &Plan, bin: &str) -> Result<PathBuf, String> {
         Ok(program)
     } else {
         Err(format!(
-            "{} does not exist. Build it first (`cargo build -p {} --bin {bin}`), or start the \
-             demo with `cargo run -p {}`, which builds it.",
+            "{} does not exist. Build it first (`cargo build -p {} --bin {bin}`); a launcher \
+             started by cargo's run command builds it itself.",
             program.display(),
             plan.package,
-            plan.package
         ))
     }
 }
