@@ -148,7 +148,10 @@ pub enum CredentialsError {
         path: PathBuf,
     },
     /// Any other I/O failure.
-    #[error("cannot read credentials file {path}: {source}.")]
+    #[error(
+        "cannot read credentials file {path}: {source}. Check that the path names a readable \
+         file on a working disk (`ls -l {path}`), or pass another one with --creds."
+    )]
     Io {
         /// The file.
         path: PathBuf,

@@ -51,7 +51,11 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// A certificate block exists but rustls/OpenSSL rejected it.
-    #[error("the CA file {path} contains a certificate that cannot be used: {detail}.")]
+    #[error(
+        "the CA file {path} contains a certificate that cannot be used: {detail}. Pass the PEM \
+         file of the CA that signed the broker's certificate (`openssl x509 -in {path} -noout \
+         -text` shows what it holds), or drop --ca-file to use the system's CAs."
+    )]
     BadCertificate {
         /// The path given.
         path: PathBuf,
@@ -69,7 +73,10 @@ pub enum TlsError {
     },
     /// native-tls (OpenSSL) refused to build a connector.
     #[cfg(feature = "native-tls")]
-    #[error("cannot set up native TLS: {0}.")]
+    #[error(
+        "cannot set up native TLS: {0}. Check the OpenSSL installation (libssl, \
+         ca-certificates), or use the default rustls build instead of the native-tls variant."
+    )]
     NativeTls(#[from] native_tls::Error),
 }
 
