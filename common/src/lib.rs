@@ -19,6 +19,7 @@
 //! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
 //! - [`session`]: what a CONNACK means for the backlog, in words;
 //! - [`share_group`]: group and instance names for a shared subscription;
+//! - [`share_drain`]: when a member leaving its shared-subscription group has been sent everything;
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
@@ -35,6 +36,7 @@ pub mod payload;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
 pub mod session;
+pub mod share_drain;
 pub mod share_group;
 pub mod shutdown;
 pub mod supervisor;
