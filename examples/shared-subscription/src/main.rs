@@ -15,7 +15,7 @@
 //! ```text
 //! cargo run -p shared-subscription              # no creds.json: a demo of three processes
 //! cargo run -p shared-subscription --bin shared-subscription -- --creds creds.json --instance 1
-//! cargo run -p shared-subscription --bin shared-subscription -- --creds creds.json --instance 2 --session-expiry 300
+//! cargo run -p shared-subscription --bin shared-subscription -- --creds creds.json --instance 1 --session-expiry 300
 //! ```
 //! **What you will see.** The group, the filter, the client id, then every message as
 //! `[<client id>] message 7 on <topic>` and its JSON; after Ctrl-C, `leaving the group`.
