@@ -83,11 +83,7 @@ impl Drain {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => self.connected(),
             Ok(Event::Incoming(Packet::Publish(_))) => self.received(),
-            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                if self.acked() {
-                    return Step::AskAgain;
-                }
-            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => return self.acked(),
             Ok(Event::Incoming(Packet::UnsubAck(_))) => return self.answered(),
             _ => {}
         }
@@ -105,17 +101,17 @@ impl Drain {
         self.received += 1;
     }
 
-    /// A PUBACK was written. `true`: send an UNSUBSCRIBE (the next question) now, because the
-    /// member is leaving, everything received is acked, and no question is on its way.
-    fn acked(&mut self) -> bool {
+    /// A PUBACK was written. [`Step::AskAgain`] when the member is leaving, everything received
+    /// is acked, and no question is on its way.
+    fn acked(&mut self) -> Step {
         self.acked += 1;
         let all_acked = self.received == self.acked;
         match &mut self.leaving {
             Some(leaving) if all_acked && !leaving.waiting => {
                 leaving.asked(self.received, self.acked);
-                true
+                Step::AskAgain
             }
-            _ => false,
+            _ => Step::Continue,
         }
     }
 
@@ -198,7 +194,7 @@ mod tests {
         assert_eq!(drain.answered(), Step::AskAgain); // one quiet answer
         drain.received(); // a message overtook the second question's answer
         assert_eq!(drain.answered(), Step::Continue); // not quiet, and it is not acked yet
-        assert!(drain.acked(), "acked everything: ask again");
+        assert_eq!(drain.acked(), Step::AskAgain, "acked everything: ask again");
         assert_eq!(drain.answered(), Step::AskAgain);
         assert_eq!(drain.answered(), Step::Done);
     }
@@ -209,7 +205,7 @@ mod tests {
         drain.received();
         drain.leave(Instant::now()); // one message still unacked
         assert_eq!(drain.answered(), Step::Continue);
-        assert!(drain.acked());
+        assert_eq!(drain.acked(), Step::AskAgain);
         assert_eq!(drain.answered(), Step::AskAgain);
         assert_eq!(drain.answered(), Step::Done);
     }
@@ -218,10 +214,14 @@ mod tests {
     fn no_question_while_one_is_on_its_way_or_before_leaving() {
         let mut drain = Drain::new();
         drain.received();
-        assert!(!drain.acked(), "not leaving: never ask");
+        assert_eq!(drain.acked(), Step::Continue, "not leaving: never ask");
         drain.leave(Instant::now());
         drain.received();
-        assert!(!drain.acked(), "a question is already on its way");
+        assert_eq!(
+            drain.acked(),
+            Step::Continue,
+            "a question is already on its way"
+        );
         // A message came before the answer: not quiet, so two more quiet answers are needed.
         assert_eq!(drain.answered(), Step::AskAgain);
         assert_eq!(drain.answered(), Step::AskAgain);
