@@ -157,7 +157,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 break;
             }
             _ = work_tx.closed() => break, // the handler stopped: --count reached, or an error
-            event = poll_or_silence(&mut eventloop, &mut last_heard, KEEP_ALIVE * 3 / 2) => {
+            // The back-pressure: while the work queue is full, wait for room instead of polling.
+            _ = work_tx.reserve(), if work_tx.capacity() == 0 => {}
+            event = poll_or_silence(&mut eventloop, &mut last_heard, KEEP_ALIVE * 3 / 2),
+                if work_tx.capacity() > 0 => {
                 // Leaving: ask "anything more for me?" (UNSUBSCRIBE) until the UNSUBACKs say no.
                 match drain.observe(&event) {
                     Step::Done => break,
@@ -178,11 +181,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
                         let delivery = (publish, connection.load(Ordering::SeqCst));
-                        // Waits while the queue is full (back-pressure); a stop or DRAIN_MAX wins.
-                        tokio::select! {
-                            sent = work_tx.send(delivery) => if sent.is_err() { break },
-                            _ = &mut shutdown, if !leaving => break,
-                            _ = tokio::time::sleep_until(give_up), if leaving => break,
+                        if work_tx.try_send(delivery).is_err() {
+                            break; // there was room (we polled only then): the handler is gone
                         }
                     }
                     Ok(_) => {}
