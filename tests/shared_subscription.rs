@@ -485,6 +485,50 @@ fn every_variant_leaving_the_group_with_sigterm_loses_nothing() {
     }
 }
 
+/// A SIGTERM that arrives while the work queue is full (the handler is slow, the broker has sent
+/// far more than the queue holds) still leaves the group and handles everything the broker dealt
+/// the member. The only member of its group is dealt every message, so a message not handled
+/// before the DISCONNECT is lost. (The stop used to be caught inside the blocked hand-over, which
+/// skipped the leave.)
+#[test]
+fn a_stop_while_the_work_queue_is_full_still_leaves_the_group() {
+    for bin in [
+        BIN,
+        "shared-subscription-rumqttc-native-tls",
+        "shared-subscription-rumqttc-blocking",
+    ] {
+        let fx = Fixture::new();
+        let base = fx.args(CLIENT_ID);
+        // 50 ms per message: 60 messages take 3 s, far within the 10 s drain limit, and the
+        // queue (32) is full while they wait.
+        let mut member = start_member_of(bin, &base, 1, &["--work-ms", "50"]);
+        expect_line(&member, "subscribed to");
+        fx.publish(60);
+        let started = member.wait_for_count(is_message_line, 1, WAIT);
+        assert!(started >= 1, "{}", member.transcript());
+        member.terminate();
+        let status = expect_exit(&mut member);
+        assert!(
+            status.success(),
+            "{bin}: {status}:\n{}",
+            member.transcript()
+        );
+        expect_line(&member, "leaving the group");
+        let handled = seqs(&member);
+        eprintln!(
+            "{bin}: SIGTERM with a full work queue: {} of 60 handled",
+            handled.len()
+        );
+        let seen = histogram(&[&member]);
+        let lost = missing(&seen, 0..60);
+        assert!(
+            lost.is_empty(),
+            "{bin}: lost {lost:?}\n{}",
+            member.transcript()
+        );
+    }
+}
+
 /// CPU burners: `sh` busy loops, killed (by their own pids) when dropped.
 struct CpuLoad(Vec<std::process::Child>);
 

@@ -220,7 +220,7 @@ fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOption
         .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(Some(256 * 1024)) // rumqttc's 10 KiB is tight for batched events
-        // We publish nothing: 32 outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
+        // We publish nothing: a few outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
         .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
         // Ack after processing (see the handler): a crash in between means a redelivery.
         .set_manual_acks(true)

@@ -32,14 +32,14 @@
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use common::rumqttc_sync::Handoff;
 use common::share_drain::{Drain, Step};
 use common::supervisor::NextStep;
 use common::{BrokerTarget, ConnectArgs, ConnectionSupervisor, MessagePrinter};
@@ -58,6 +58,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// A stop drains (leaves the group, finishes what was received) for at most this long:
 /// Kubernetes sends SIGKILL 30 s after SIGTERM, and the DISCONNECT must go out before.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// How long the connection thread waits for room in a full work queue before looking again.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(20);
 
 /// How long the connection thread waits for network events before checking for Ctrl-C.
 const WAKE_UP: Duration = Duration::from_millis(200);
@@ -199,6 +202,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut connected = false;
     // While leaving the group: has the broker sent us everything? (see common::share_drain)
     let mut drain = Drain::new();
+    // A message received but not yet on the work queue (the queue was full).
+    let mut pending: Option<(Publish, u64)> = None;
     loop {
         if !drain.is_leaving() && stop_rx.try_recv().is_ok() {
             if expiry > 0 {
@@ -224,6 +229,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         // The handler ends on its own only when --count messages were handled (or on error).
         if handler.is_finished() {
             break;
+        }
+        // The back-pressure: while the queue is full, read nothing more from the connection; keep
+        // coming back here, so a stop (and the drain's limit) is still seen at the top.
+        if let Some(delivery) = pending.take() {
+            match work_tx.try_send(delivery) {
+                Ok(()) => {}
+                Err(TrySendError::Full(delivery)) => {
+                    pending = Some(delivery);
+                    thread::sleep(QUEUE_FULL_PAUSE);
+                    continue;
+                }
+                Err(TrySendError::Disconnected(_)) => break, // the handler is gone
+            }
         }
         // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
         // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
@@ -292,17 +310,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 tracing::info!("subscribed to {filter} with QoS 1");
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let delivery = (publish, connection_number.load(Ordering::SeqCst));
-                // Blocks while the queue is full: that is the back-pressure.
-                match common::rumqttc_sync::hand_over(&work_tx, delivery, &stop_rx) {
-                    Handoff::Queued => {}
-                    // The handler is gone; its result (an error or --count) comes next.
-                    Handoff::HandlerGone => break,
-                    Handoff::StopRequested => {
-                        tracing::info!("stop requested: finishing the messages already received");
-                        break;
-                    }
-                }
+                // Handed over at the top of the loop, before anything else is read.
+                pending = Some((publish, connection_number.load(Ordering::SeqCst)));
             }
             Ok(_) => {}
             // Stopping anyway: a clean-start session is gone with the connection.
@@ -348,7 +357,7 @@ fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOption
         .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(Some(256 * 1024)) // rumqttc's 10 KiB is tight for batched events
-        // We publish nothing: 32 outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
+        // We publish nothing: a few outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
         .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
         // Ack after processing (see the handler): a crash in between means a redelivery.
         .set_manual_acks(true)

@@ -153,7 +153,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 break;
             }
             _ = work_tx.closed() => break, // the handler stopped: --count reached, or an error
-            event = poll_or_silence(&mut eventloop, &mut last_heard, KEEP_ALIVE * 3 / 2) => {
+            // The back-pressure: while the work queue is full, wait for room instead of polling.
+            _ = work_tx.reserve(), if work_tx.capacity() == 0 => {}
+            event = poll_or_silence(&mut eventloop, &mut last_heard, KEEP_ALIVE * 3 / 2),
+                if work_tx.capacity() > 0 => {
                 // Leaving: ask "anything more for me?" (UNSUBSCRIBE) until the UNSUBACKs say no.
                 match drain.observe(&event) {
                     Step::Done => break,
@@ -174,11 +177,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
                         let delivery = (publish, connection.load(Ordering::SeqCst));
-                        // Waits while the queue is full (back-pressure); a stop or DRAIN_MAX wins.
-                        tokio::select! {
-                            sent = work_tx.send(delivery) => if sent.is_err() { break },
-                            _ = &mut shutdown, if !leaving => break,
-                            _ = tokio::time::sleep_until(give_up), if leaving => break,
+                        if work_tx.try_send(delivery).is_err() {
+                            break; // there was room (we polled only then): the handler is gone
                         }
                     }
                     Ok(_) => {}
@@ -216,7 +216,7 @@ fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOption
         .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(Some(256 * 1024)) // rumqttc's 10 KiB is tight for batched events
-        // We publish nothing: 32 outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
+        // We publish nothing: a few outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
         .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
         // Ack after processing (see the handler): a crash in between means a redelivery.
         .set_manual_acks(true)
