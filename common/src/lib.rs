@@ -17,7 +17,8 @@
 //! - small plumbing: [`supervisor`] and [`backoff`] (apply the retry rule, spot a client-id
 //!   collision), [`rumqttc_util`] / [`rumqttc_sync`] (SUBACK checks, the idle watchdog, a
 //!   DISCONNECT that is really sent), `paho_util` (feature `paho`), [`output`], [`session`],
-//!   [`share_group`], [`shutdown`], [`logging`], [`payload`].
+//!   [`share_group`], [`share_drain`] (when a member leaving its shared-subscription group has
+//!   been sent everything), [`shutdown`], [`logging`], [`payload`].
 
 pub mod backoff;
 #[cfg(feature = "catalogue")]
@@ -34,6 +35,7 @@ pub mod payload;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
 pub mod session;
+pub mod share_drain;
 pub mod share_group;
 pub mod shutdown;
 pub mod supervisor;

@@ -76,7 +76,7 @@ const SCENARIOS: &[Scenario] = &[
         package: "shared-subscription",
         role: Role::Shared,
         args: &["--work-ms", "2", "--group", "bench"],
-        base_args: &["--workers", "1"],
+        base_args: &[],
     },
     // One connection per process; two processes share an id.
     Scenario {

@@ -575,8 +575,6 @@ pub fn rolling_restart(lab: &Lab<'_>, broker: &MosquittoBroker) -> anyhow::Resul
                 &instance,
                 "--session-expiry",
                 "600",
-                "--workers",
-                "1",
                 "--group",
                 "rolling",
             ],

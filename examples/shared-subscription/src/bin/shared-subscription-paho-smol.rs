@@ -1,4 +1,5 @@
 //! # shared-subscription-paho-smol — `shared-subscription` on paho-mqtt (Paho C) and smol
+//! Read more: docs/src/shared-subscriptions.md
 //!
 //! **What it shows.** The production shape of `shared-subscription` (read its `main.rs` first: it
 //! explains groups, client ids and what happens to messages when a member goes away): ONE worker
@@ -19,20 +20,19 @@
 //! printed as `[<client id>] message 7 on <topic>`.
 //!
 //! **How it differs from the default program.**
-//! - One worker per process: the default's `--workers N` (several connections in one process,
-//!   used by its demo) is left out.
 //! - smol instead of Tokio (`smol::future::or` with Ctrl-C first, `smol::Timer`, the `ctrlc`
-//!   crate); the local demo broker (no creds.json) runs on its own background threads.
+//!   crate).
 //! - paho-mqtt, as `tls-connect-paho-smol` explains: OpenSSL with `.verify(true)`, an unbounded
 //!   event stream, our own reconnects through the supervisor.
-//! - The graceful stop is exact where the default's is a heuristic on one side: a clean-start
-//!   worker leaves the group (UNSUBSCRIBE), handles what keeps arriving until the broker says
-//!   there is nothing more (an UNSUBACK with no message before it, twice; at most 10 s),
-//!   disconnects, and then handles what is still in the stream. A
-//!   worker with a persistent session disconnects at once and handles the stream.
+//! - The same graceful stop, asked the same way: a clean-start member leaves the group
+//!   (UNSUBSCRIBE), handles what keeps arriving until the broker says there is nothing more (an
+//!   UNSUBACK with no message before it, twice; at most 10 s), disconnects, and then handles what
+//!   is still in the stream. A member with a persistent session disconnects at once and handles
+//!   the stream.
 //!
 //! **What this library cannot do.**
-//! - *Ack after processing.* Paho C acknowledges each message as it arrives. A worker that is
+//! - *Ack after processing.* Paho C acknowledges each message as it arrives (so no ack of ours
+//!   can reach the wrong connection either: no stale-ack guard is needed). A member that is
 //!   killed (or crashes) loses every message waiting in its stream — the broker counts them as
 //!   delivered, so neither the other members nor a restart with a persistent session get them.
 //!   With the default program, unacked messages come back. Stopping with Ctrl-C / SIGTERM loses
@@ -48,17 +48,25 @@ use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use common::supervisor::NextStep;
-use common::{BrokerTarget, ConnectArgs, ConnectFailure, ConnectionSupervisor, MessagePrinter};
+use common::{
+    BrokerTarget, ConnectArgs, ConnectFailure, ConnectionSupervisor, MessagePrinter, Security,
+};
 use paho_mqtt as mqtt;
 use smol::channel::Receiver;
 use smol::future;
 use smol::Timer;
 
-/// A stopping clean-start worker drains until the broker says it has nothing more for it, but no
+/// A stopping clean-start member drains until the broker says it has nothing more for it, but no
 /// longer than this (Kubernetes allows 30 s between SIGTERM and SIGKILL).
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
-/// One worker of a shared subscription ($share/<group>/<topic>), with Paho on smol.
+/// A PINGREQ every 30 s: a dead link is noticed within 1.5 × this, for one ping pair per 30 s.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// How long one connection attempt may take before the supervisor's backoff takes over.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One member of a shared subscription ($share/<group>/<topic>), with Paho on smol.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -70,7 +78,7 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = common::share_group::parse_group)]
     group: Option<String>,
 
-    /// Keep this worker's session this long after a disconnect, so a restart with the same
+    /// Keep this member's session this long after a disconnect, so a restart with the same
     /// --instance loses nothing. 0: clean start, nothing kept (right for pid-based ids).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     session_expiry: u32,
@@ -107,13 +115,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         let derived = common::share_group::derived_instance();
         tracing::info!(
             "no --instance given: using {derived} (host name and process id). Fine for \
-             clean-start workers; a persistent session needs a stable --instance"
+             clean-start members; a persistent session needs a stable --instance"
         );
         connect.instance = Some(derived);
     }
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&connect)?;
+    let target = connect.load_target()?;
 
     let base_id = connect
         .client_id
@@ -151,9 +157,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
     let result = smol::block_on(consume(&target, worker, &stop_rx));
-    if let Some(demo) = demo {
-        demo.shutdown();
-    }
     result
 }
 
@@ -352,21 +355,32 @@ async fn subscribe(client: &mqtt::AsyncClient, filter: &str) -> anyhow::Result<b
     common::paho_util::wait_for_suback(client, suback, filter).await
 }
 
-/// The CONNECT options: MQTT v5, user name and password, TLS that verifies, and the session.
+/// Every connection setting, in one place: MQTT v5, user name and password, keep-alive, TLS
+/// that verifies, and the session.
 fn connect_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<mqtt::ConnectOptions> {
-    // MQTT v5, user name and password, keep-alive, and TLS that verifies the broker's certificate
-    // and host name (Paho leaves the host name unchecked unless told): see common::paho_util.
-    let mut builder = common::paho_util::connect_options(target)
-        .context("setting up TLS for the broker connection")?;
-    if expiry == 0 {
-        builder.clean_start(true);
-    } else {
-        // Resume the session this id left behind; the broker keeps it `expiry` seconds.
+    let mut builder = mqtt::ConnectOptionsBuilder::new_v5();
+    builder
+        .user_name(&target.credentials.username)
+        .password(target.credentials.password.expose())
+        // A PINGREQ every 30 s: a dead link is noticed within 1.5 × this.
+        .keep_alive_interval(KEEP_ALIVE)
+        .connect_timeout(CONNECT_TIMEOUT);
+    // TLS: the broker verified against the system's CAs or --ca-file, host name checked (Paho
+    // leaves that off unless told: see TlsRoots::paho_ssl_options). Plaintext only when allowed.
+    if let Security::Tls(roots) = &target.security {
+        let ssl = roots
+            .paho_ssl_options()
+            .context("setting up TLS for the broker connection")?;
+        builder.ssl_options(ssl);
+    }
+    // Clean start, or resume the session this id left behind, kept `expiry` s after we leave.
+    builder.clean_start(expiry == 0);
+    if expiry > 0 {
         let mut properties = mqtt::Properties::new();
         properties
             .push_u32(mqtt::PropertyCode::SessionExpiryInterval, expiry)
             .context("setting the session expiry")?;
-        builder.clean_start(false).properties(properties);
+        builder.properties(properties);
     }
     Ok(builder.finalize())
 }

@@ -1,10 +1,11 @@
 //! # shared-subscription-rumqttc-blocking — `shared-subscription` with threads instead of async
+//! Read more: docs/src/shared-subscriptions.md
 //!
-//! **What it shows.** The production shape of `shared-subscription` (read its `main.rs` first: it
-//! explains groups, client ids and what happens to messages when a member goes away): ONE worker
-//! per process, subscribed to `$share/<group>/<topic>`, so the broker hands each message to one
-//! member of the group. Start it several times with different `--instance` values and the
-//! stream is split between the processes. Written with rumqttc's blocking `Client` and threads.
+//! **What it shows.** `shared-subscription` (read its `main.rs` first: it explains groups, client
+//! ids and what happens to messages when a member goes away) with rumqttc's blocking `Client`
+//! and threads: one member per process, subscribed to `$share/<group>/<topic>`, so the broker
+//! hands each message to one member of the group. Start it several times with different
+//! `--instance` values and the stream is split between the processes.
 //!
 //! **Run it.**
 //! ```text
@@ -18,47 +19,53 @@
 //! printed as `[<client id>] message 7 on <topic>`.
 //!
 //! **How it differs from the default program.**
-//! - One worker per process: the default's `--workers N` (several connections in one process,
-//!   used by its demo) is left out.
 //! - rumqttc's blocking `Client` and two threads, as `tls-connect-rumqttc-blocking` explains: the
 //!   connection thread never blocks on a client call (`try_subscribe`, `try_unsubscribe`), the
 //!   handler thread acks after processing, Ctrl-C / SIGTERM arrive through the `ctrlc` crate.
-//! - The same graceful stop as the default: a clean-start worker first leaves the group
-//!   (UNSUBSCRIBE), then handles what the broker had already sent it until nothing has come for
-//!   0.5 s (at most 10 s), then disconnects; a worker with a persistent session disconnects at
-//!   once, because its session keeps its share for the restart.
+//! - The same graceful stop as the default: a clean-start member first leaves the group
+//!   (UNSUBSCRIBE), handles what the broker had already dealt it until the broker says there is
+//!   nothing more (`common::share_drain`; at most 10 s), then disconnects; a member with a
+//!   persistent session disconnects at once, because its session keeps its share for the restart.
 //!
-//! **What it cannot do.** Nothing is lost compared with the default's one-worker-per-process
-//! shape: acks after processing, back-pressure, the split without loss, the graceful stop.
+//! **What it cannot do.** Nothing is lost compared with the default: acks after processing,
+//! back-pressure, the split without loss, the graceful stop.
 
-use common::rumqttc_sync::Handoff;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
+use common::share_drain::{Drain, Step};
 use common::supervisor::NextStep;
-use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
+use common::{BrokerTarget, ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, RecvTimeoutError};
-use rumqttc::Outgoing;
+use rumqttc::v5::{Client, Event, MqttOptions, RecvTimeoutError};
+use rumqttc::Transport;
 
-/// Messages received but not yet handled. Also the Receive Maximum we ask the broker for: how
-/// many unacked messages it may send at a time.
-const WORK_QUEUE: usize = 32;
+/// MQTT v5 Receive Maximum: how many unacked messages the broker may send us at a time (a backlog
+/// waits on the broker, not here). Also the work queue's size: every queued message is unacked.
+const RECEIVE_MAXIMUM: u16 = 32;
 
-/// A stopping clean-start worker drains until the broker says it has nothing more for it (see
-/// [`Drain`]), but no longer than this (Kubernetes allows 30 s between SIGTERM and SIGKILL).
+/// A PINGREQ every 30 s: a dead link is noticed within 1.5 × this, for one ping pair per 30 s.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// A stop drains (leaves the group, finishes what was received) for at most this long:
+/// Kubernetes sends SIGKILL 30 s after SIGTERM, and the DISCONNECT must go out before.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// How long the connection thread waits for room in a full work queue before looking again.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(20);
 
 /// How long the connection thread waits for network events before checking for Ctrl-C.
 const WAKE_UP: Duration = Duration::from_millis(200);
 
-/// One worker of a shared subscription ($share/<group>/<topic>), with threads.
+/// One member of a shared subscription ($share/<group>/<topic>), with threads.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -70,7 +77,7 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = common::share_group::parse_group)]
     group: Option<String>,
 
-    /// Keep this worker's session this long after a disconnect, so a restart with the same
+    /// Keep this member's session this long after a disconnect, so a restart with the same
     /// --instance loses nothing. 0: clean start, nothing kept (right for pid-based ids).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     session_expiry: u32,
@@ -107,13 +114,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         let derived = common::share_group::derived_instance();
         tracing::info!(
             "no --instance given: using {derived} (host name and process id). Fine for \
-             clean-start workers; a persistent session needs a stable --instance"
+             clean-start members; a persistent session needs a stable --instance"
         );
         connect.instance = Some(derived);
     }
-    // Real credentials when there is a creds.json (or --creds); otherwise a local demo broker,
-    // which runs on its own background threads.
-    let (target, demo) = demo_broker::target_or_demo_blocking(&connect)?;
+    let target = connect.load_target()?;
 
     let base_id = connect
         .client_id
@@ -136,26 +141,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     );
 
-    let mut options = target
-        .rumqttc_options()
-        .context("setting up TLS for the broker connection")?;
-    options
-        // Ack after processing, not on receipt: a crash between the two means redelivery (with
-        // a persistent session) instead of a message marked done that never was.
-        .set_manual_acks(true)
-        // MQTT v5 flow control: at most WORK_QUEUE unacked messages at a time, please.
-        .set_receive_maximum(Some(WORK_QUEUE as u16));
-    if expiry == 0 {
-        options.set_clean_start(true);
-    } else {
-        // Resume the session this id left behind; the broker keeps it `expiry` seconds.
-        options
-            .set_clean_start(false)
-            .set_session_expiry_interval(Some(expiry));
-    }
     // `ack()` must never wait for room: see common::rumqttc_util::REQUEST_CHANNEL_CAPACITY.
-    let (client, mut connection) =
-        Client::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    let (client, mut connection) = Client::new(
+        mqtt_options(&target, expiry)?,
+        common::rumqttc_util::REQUEST_CHANNEL_CAPACITY,
+    );
     tracing::info!("connecting to {}", target.address());
 
     // Ctrl-C / SIGTERM: the handler runs on its own thread and only sends a note.
@@ -165,8 +155,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
+    // The stale-ack guard: bumped whenever a connection fails, and every message carries the
+    // number of the connection that delivered it (a packet id means nothing on a later one).
+    let connection_number = Arc::new(AtomicU64::new(0));
+    let handler_connection = Arc::clone(&connection_number);
+
     // The bounded work queue between the connection thread (this one) and the handler thread.
-    let (work_tx, work_rx) = mpsc::sync_channel::<Publish>(WORK_QUEUE);
+    let (work_tx, work_rx) = mpsc::sync_channel::<(Publish, u64)>(usize::from(RECEIVE_MAXIMUM));
     let handler_client = client.clone();
     let count = args.connect.count;
     let work = Duration::from_millis(args.work_ms);
@@ -175,7 +170,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let handler = thread::spawn(move || -> anyhow::Result<u64> {
         let mut handled = 0u64;
         // Ends when the connection thread drops `work_tx`.
-        for publish in work_rx {
+        for (publish, delivered_on) in work_rx {
             if !work.is_zero() {
                 // Stand-in for your real work: a database write, an HTTP call...
                 thread::sleep(work);
@@ -186,8 +181,11 @@ fn run(args: Args) -> anyhow::Result<()> {
                 &format!("[{handler_id}] message {handled} on {topic}"),
                 &publish.payload,
             );
-            // Handled: now, and only now, tell the broker it may forget the message.
-            handler_client.ack(&publish)?;
+            // Handled: now, and only now, the broker may forget it; but only on the connection
+            // that delivered it (after a reconnect the broker resends it, or it died with it).
+            if delivered_on == handler_connection.load(Ordering::SeqCst) {
+                handler_client.ack(&publish)?;
+            }
             if count == Some(handled) {
                 break;
             }
@@ -197,19 +195,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
 
     // The idle watchdog: 1.5 × keep-alive without a packet from the broker means a dead link
-    // (see the `RecvTimeoutError::Timeout` arm below). The keep-alive (30 s, set in common::cli) is
-    // the trade-off: shorter notices a dead link sooner, and costs a PINGREQ/PINGRESP pair per
-    // keep-alive.
-    let idle_limit = connection.eventloop.options.keep_alive() * 3 / 2;
+    // (see the `RecvTimeoutError::Timeout` arm below).
+    let idle_limit = KEEP_ALIVE * 3 / 2;
     let mut last_heard = std::time::Instant::now();
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut connected = false;
-    // While a clean-start worker stops: the drain's progress (None: not stopping).
-    let mut drain: Option<Drain> = None;
-    // Every PUBLISH received and every PUBACK written, to know when all are acked.
-    let (mut received, mut acked) = (0u64, 0u64);
+    // While leaving the group: has the broker sent us everything? (see common::share_drain)
+    let mut drain = Drain::new();
+    // A message received but not yet on the work queue (the queue was full).
+    let mut pending: Option<(Publish, u64)> = None;
     loop {
-        if drain.is_none() && stop_rx.try_recv().is_ok() {
+        if !drain.is_leaving() && stop_rx.try_recv().is_ok() {
             if expiry > 0 {
                 // Our session keeps our share while we restart: nothing to drain.
                 break;
@@ -218,12 +214,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             // the group first and handle what is on its way (a graceful scale-down).
             client.try_unsubscribe(filter.clone())?;
             tracing::info!("stopping: leaving the group; handling what the broker already sent us");
-            let mut leaving = Drain::new(Instant::now() + DRAIN_MAX);
-            // The UNSUBSCRIBE is the first question; it counts only if nothing was unacked.
-            leaving.asked(received, acked);
-            drain = Some(leaving);
+            drain.leave(Instant::now() + DRAIN_MAX);
         }
-        if drain.as_ref().is_some_and(|d| Instant::now() >= d.limit) {
+        if drain
+            .deadline()
+            .is_some_and(|limit| Instant::now() >= limit)
+        {
             tracing::warn!(
                 "the drain did not end within {} s; stopping anyway",
                 DRAIN_MAX.as_secs()
@@ -233,6 +229,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         // The handler ends on its own only when --count messages were handled (or on error).
         if handler.is_finished() {
             break;
+        }
+        // The back-pressure: while the queue is full, read nothing more from the connection; keep
+        // coming back here, so a stop (and the drain's limit) is still seen at the top.
+        if let Some(delivery) = pending.take() {
+            match work_tx.try_send(delivery) {
+                Ok(()) => {}
+                Err(TrySendError::Full(delivery)) => {
+                    pending = Some(delivery);
+                    thread::sleep(QUEUE_FULL_PAUSE);
+                    continue;
+                }
+                Err(TrySendError::Disconnected(_)) => break, // the handler is gone
+            }
         }
         // While (re)connecting, wait without a time limit: a `recv_timeout` that expires abandons
         // the attempt half-way, possibly after the broker has seen our CONNECT (and with a
@@ -271,6 +280,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         // rumqttc reports a failed or lost connection as an error and reconnects at the next call.
         connected = event.is_ok();
+        // Leaving: ask "anything more for me?" (UNSUBSCRIBE) until the UNSUBACKs say no.
+        match drain.observe(&event) {
+            Step::Done => break,
+            Step::AskAgain => client.try_unsubscribe(filter.clone())?,
+            Step::Continue => {}
+        }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 supervisor.connected();
@@ -294,52 +309,27 @@ fn run(args: Args) -> anyhow::Result<()> {
                 common::rumqttc_util::check_suback(&ack, &filter)?;
                 tracing::info!("subscribed to {filter} with QoS 1");
             }
-            Ok(Event::Incoming(Packet::UnsubAck(_))) => {
-                if let Some(leaving) = drain.as_mut() {
-                    if leaving.answered(received) {
-                        break; // the broker has nothing more for us
-                    }
-                    if received == acked {
-                        leaving.asked(received, acked);
-                        client.try_unsubscribe(filter.clone())?;
-                    }
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                acked += 1;
-                // Everything handled and acked, and no question on the way: ask (again).
-                if let Some(leaving) = drain.as_mut() {
-                    if received == acked && !leaving.waiting {
-                        leaving.asked(received, acked);
-                        client.try_unsubscribe(filter.clone())?;
-                    }
-                }
-            }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                received += 1;
-                // Blocks while the queue is full: that is the back-pressure.
-                match common::rumqttc_sync::hand_over(&work_tx, publish, &stop_rx) {
-                    Handoff::Queued => {}
-                    // The handler is gone; its result (an error or --count) comes next.
-                    Handoff::HandlerGone => break,
-                    Handoff::StopRequested => {
-                        tracing::info!("stop requested: finishing the messages already received");
-                        break;
-                    }
-                }
+                // Handed over at the top of the loop, before anything else is read.
+                pending = Some((publish, connection_number.load(Ordering::SeqCst)));
             }
             Ok(_) => {}
             // Stopping anyway: a clean-start session is gone with the connection.
-            Err(_) if drain.is_some() => break,
-            Err(err) => match supervisor.failed(&err) {
-                NextStep::RetryAfter(delay) => {
-                    // Sleep before reconnecting, but wake up for Ctrl-C.
-                    if stop_rx.recv_timeout(delay).is_ok() {
-                        break;
+            Err(_) if drain.is_leaving() => break,
+            Err(err) => {
+                // This connection's packet ids mean nothing any more (the stale-ack guard).
+                connection_number.fetch_add(1, Ordering::SeqCst);
+                // Retry with backoff (broker restarting, network blip), waking up for Ctrl-C;
+                // give up on what a retry cannot fix (wrong password, id in use).
+                match supervisor.failed(&err) {
+                    NextStep::RetryAfter(delay) => {
+                        if stop_rx.recv_timeout(delay).is_ok() {
+                            break;
+                        }
                     }
+                    NextStep::GiveUp(failure) => return Err(failure.into()),
                 }
-                NextStep::GiveUp(failure) => return Err(failure.into()),
-            },
+            }
         }
     }
 
@@ -356,67 +346,37 @@ fn run(args: Args) -> anyhow::Result<()> {
         "not connected, so no DISCONNECT to send".to_owned()
     };
     tracing::info!("handled {handled} messages; {disconnected}");
-    if let Some(demo) = demo {
-        demo.shutdown();
-    }
     Ok(())
 }
 
-/// How a leaving clean-start worker knows the broker has sent it everything it dealt it: it asks,
-/// and waits for an answer that no message overtook.
-///
-/// After our UNSUBSCRIBE (Mosquitto handles a connection's packets in order) the broker deals us
-/// nothing new, but messages already dealt to us may still be queued on its side, beyond our
-/// Receive Maximum: each PUBACK we send releases more. So the question is an UNSUBSCRIBE of the
-/// same filter (harmless: "no subscription existed"), sent only when every message received so
-/// far is acked, and the answer is its UNSUBACK: the broker writes a connection's packets in
-/// order, so a message released by our PUBACKs arrives before the UNSUBACK of a question sent
-/// after them. An answer with no message before it means "nothing more". Two such answers in a
-/// row are required, because Mosquitto may write the messages a PUBACK released on its next
-/// loop turn, after answering a question read in the same batch; a second question, sent after
-/// the first answer, cannot overtake them. No idle timer: a loaded machine only makes it slower
-/// (the earlier 0.5 s idle gap lost messages when a gap was longer; issue #16).
-struct Drain {
-    /// Give up here (a stuck handler, a wedged connection).
-    limit: Instant,
-    /// A question is on its way.
-    waiting: bool,
-    /// The question was asked with every received message acked...
-    clean: bool,
-    /// ...and this many received: a different count at the answer means a message came first.
-    received_at_question: u64,
-    /// Consecutive clean answers with no message before them.
-    quiet_answers: u32,
-}
-
-impl Drain {
-    fn new(limit: Instant) -> Self {
-        Drain {
-            limit,
-            waiting: false,
-            clean: false,
-            received_at_question: 0,
-            quiet_answers: 0,
-        }
+/// Every connection setting, in one place.
+fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOptions> {
+    let creds = &target.credentials;
+    let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
+    options
+        .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
+        .set_keep_alive(KEEP_ALIVE)
+        .set_max_packet_size(Some(256 * 1024)) // rumqttc's 10 KiB is tight for batched events
+        // We publish nothing: a few outgoing slots, not rumqttc's 65,536 (13.5 MiB up front).
+        .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
+        // Ack after processing (see the handler): a crash in between means a redelivery.
+        .set_manual_acks(true)
+        // Flow control: at most RECEIVE_MAXIMUM unacked messages on their way. Mosquitto 2.0.11
+        // keeps to it only until our first ack, which is why `ack()` must never wait for room.
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    // Clean start, or resume the session this id left behind, kept `expiry` s after we leave.
+    options.set_clean_start(expiry == 0);
+    if expiry > 0 {
+        options.set_session_expiry_interval(Some(expiry));
     }
-
-    /// A question (UNSUBSCRIBE) is sent now.
-    fn asked(&mut self, received: u64, acked: u64) {
-        self.waiting = true;
-        self.clean = received == acked;
-        self.received_at_question = received;
+    // TLS, the broker verified against the system's CAs or --ca-file; None: --insecure-plaintext.
+    let tls = target
+        .rumqttc_tls()
+        .context("setting up TLS for the broker connection")?;
+    if let Some(tls) = tls {
+        options.set_transport(Transport::tls_with_config(tls));
     }
-
-    /// Its answer (UNSUBACK) arrived: `true` when the drain is complete.
-    fn answered(&mut self, received: u64) -> bool {
-        self.waiting = false;
-        if self.clean && received == self.received_at_question {
-            self.quiet_answers += 1;
-        } else {
-            self.quiet_answers = 0;
-        }
-        self.quiet_answers >= 2
-    }
+    Ok(options)
 }
 
 /// Our subscription: QoS 1, and MQTT 5 Retain Handling 1 ("send retained messages only if the
