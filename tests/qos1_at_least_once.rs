@@ -296,6 +296,7 @@ fn a_backlog_far_larger_than_the_queues_is_drained_without_stalling() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_starts_and_delivers() {
     // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
     let cwd = tempfile::tempdir().expect("tempdir");

@@ -2,14 +2,13 @@
 //! Read more: docs/src/qos1.md
 //!
 //! **What it shows.** What QoS 1 (at least once) asks of a consumer:
-//! 1. *Ack after processing*, one message at a time, in the order they arrived (manual acks; MQTT 5
-//!    wants PUBACKs in receive order, and rumqttc sends them in the order of the `ack()` calls).
-//! 2. *A persistent session* (`clean_start = false` and a session expiry above 0): what a crash or
-//!    a lost connection left unacked is sent again, with the DUP flag.
-//! 3. *Duplicates skipped by a key in the message* (`messageId`, `uuid` or `seq`, else a SHA-256 of
+//! 1. *Ack after processing*, one message at a time, in receive order (MQTT 5 wants PUBACKs in
+//!    receive order; rumqttc sends them in the order of the `ack()` calls).
+//! 2. *A persistent session* (`clean_start = false`, session expiry > 0): what a crash or a lost
+//!    connection left unacked is sent again, with the DUP flag.
+//! 3. *Duplicates skipped by a key in the message* (`messageId`, `uuid` or `seq`, else a hash of
 //!    topic and payload: `common::idempotency`), never by the DUP flag, and acked like the rest.
-//! 4. *The stale-ack guard*: a packet id names a message only on the connection that delivered it,
-//!    so a message from an earlier connection is not acked; its redelivery is.
+//! 4. *The stale-ack guard*: no ack for a message that came on an earlier connection.
 //!
 //! **Run it.**
 //! ```text
@@ -17,13 +16,12 @@
 //! cargo run -p qos1-at-least-once -- --creds creds.json --work-ms 500 --crash-after 5
 //! cargo run -p qos1-at-least-once -- --creds creds.json   # again: the 5th message comes back
 //! ```
-//! `--work-ms N`: each new message takes N ms. `--count N`: stop after N messages, duplicates
-//! included. `--crash-after N`, a TEST AID: exit 99 after processing the Nth new message, unacked.
+//! `--work-ms N` makes each new message take N ms; `--crash-after N` (a TEST AID) exits 99 after
+//! processing the Nth new message, before its ack; `--count N` stops after N messages.
 //!
 //! **What you will see.** `connected (session present: …)`, then per message `processed <key>
 //! (dup flag: …) on <topic>` and its JSON, or `duplicate skipped: <key> (dup flag: …)`. Ctrl-C
-//! finishes and acks what was received, disconnects (the session stays for `--session-expiry` s)
-//! and prints `summary: P processed, D duplicates skipped, F arrived with the DUP flag`.
+//! finishes and acks what was received, disconnects, and prints a `summary:` line with the counts.
 //!
 //! **Left out.** A durable key store: these keys live in memory, so a message processed but not
 //! acked before a crash is processed again after it; in production the key goes into your database
@@ -31,13 +29,11 @@
 //! buffer for the acks). QoS 2 (once per MQTT hop; it does not make your write happen once).
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{atomic::AtomicU64, atomic::Ordering, Arc};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::cli::CONSUMER_OUTGOING_INFLIGHT;
 use common::idempotency::{self, RecentKeys};
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter, NextStep};
@@ -54,24 +50,20 @@ const RECEIVE_MAXIMUM: u16 = 32;
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// How long a stop waits for the handler: well inside Kubernetes' 30 s from SIGTERM to SIGKILL.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
-/// Exit code of `--crash-after`; outside the codes in `common::exit`.
-const SIMULATED_CRASH_EXIT: i32 = 99;
 
 /// Consume QoS 1 events at least once: ack after processing, in receive order; skip duplicates.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(version, about)]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// How long, in seconds, the broker keeps our session (and what we did not ack) after we
-    /// disconnect or crash. Above 0: with 0 an unacked message is lost, not sent again.
+    /// Seconds the broker keeps our session, and what we did not ack, after we are gone (> 0).
     #[arg(long, value_name = "SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u32).range(1..))]
     session_expiry: u32,
     /// How many recent idempotency keys to remember (in memory: for this process's life only).
-    #[arg(long, value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    remember: u64,
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    remember: usize,
     /// Simulated processing time per new message, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     work_ms: u64,
@@ -101,7 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // rumqttc's default of 10 KiB is tight for batched location payloads.
         .set_max_packet_size(Some(256 * 1024))
         // We send few packets of our own (SUBSCRIBE); rumqttc allocates a slot per id up front.
-        .set_outgoing_inflight_upper_limit(CONSUMER_OUTGOING_INFLIGHT)
+        .set_outgoing_inflight_upper_limit(common::cli::CONSUMER_OUTGOING_INFLIGHT)
         // Ack after processing, not on receipt: a crash between the two means redelivery.
         .set_manual_acks(true)
         // Resume the session (and its unacked messages) after a restart, and keep it that long.
@@ -110,8 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // At most RECEIVE_MAXIMUM unacked messages at once. Mosquitto 2.0.11 keeps to it only
         // until our first ack, hence the unbounded request channel below: `ack()` never waits.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM))
-        // TLS, the broker verified against the system's CAs or --ca-file. Plain TCP only when
-        // the credentials ask for it and --insecure-plaintext allows it.
+        // TLS, verified against the system's CAs or --ca-file; TCP only with --insecure-plaintext.
         .set_transport(match target.rumqttc_tls().context("setting up TLS")? {
             Some(tls) => Transport::tls_with_config(tls),
             None => Transport::tcp(),
@@ -121,9 +112,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("connecting to {} as {}", target.address(), target.client_id);
 
     // The number of the current connection, bumped when one fails (see the stale-ack guard).
-    let connection = Arc::new(AtomicU64::new(0));
+    let current_connection = Arc::new(AtomicU64::new(0));
     let (work_tx, work_rx) = mpsc::channel::<Delivery>(usize::from(RECEIVE_MAXIMUM));
-    let handler = tokio::spawn(handle(work_rx, client.clone(), connection.clone(), args));
+    let handler = handle(work_rx, client.clone(), current_connection.clone(), args);
+    let handler = tokio::spawn(handler);
     // QoS 1, and Retain Handling "only if new": the SUBSCRIBE after a resumed session's CONNACK
     // replaces the subscription the session holds, and must not replay the retained messages.
     let filter = Filter {
@@ -133,8 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Silence for 1.5 × keep-alive is a dead link: an error like any other below.
     let (idle_limit, mut last_heard) = (KEEP_ALIVE * 3 / 2, tokio::time::Instant::now());
     let mut supervisor = ConnectionSupervisor::new(&target);
-    let shutdown = common::shutdown::signal();
-    tokio::pin!(shutdown);
+    let mut shutdown = std::pin::pin!(common::shutdown::signal());
     let stop_requested = loop {
         tokio::select! {
             _ = &mut shutdown => break true,
@@ -154,11 +145,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tracing::info!("subscribed to {topic} with QoS 1");
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let connection = connection.load(Ordering::SeqCst);
+                    let connection = current_connection.load(Ordering::SeqCst);
                     // Waits while the queue is full: that is the back-pressure (we stop reading,
                     // TCP slows the broker). A stop request still wins: never be deaf to SIGTERM.
                     tokio::select! {
-                        sent = work_tx.send(Delivery { publish, connection }) => if sent.is_err() {
+                        sent = work_tx.send((publish, connection)) => if sent.is_err() {
                             break false; // the handler is gone: its result follows
                         },
                         _ = &mut shutdown => break true,
@@ -167,7 +158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Ok(_) => {}
                 Err(err) => {
                     // First: acks for this connection's messages are stale from now on.
-                    connection.fetch_add(1, Ordering::SeqCst);
+                    current_connection.fetch_add(1, Ordering::SeqCst);
                     // Retry with backoff what a retry can fix; stop on what it cannot (a bad
                     // password, a refused subscription, another process with our client id).
                     match supervisor.failed(&err) {
@@ -184,37 +175,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     drop(work_tx);
-    let tally = if stop_requested {
+    if stop_requested {
         // Finish and ack what was received, for at most DRAIN_MAX: a stop always stops.
-        common::shutdown::drain(handler, DRAIN_MAX)
-            .await?
-            .unwrap_or_default()
+        common::shutdown::drain(handler, DRAIN_MAX).await?;
     } else {
-        handler.await??
-    };
+        handler.await??;
+    }
     // Flushes the queued acks, then DISCONNECT. The session stays for --session-expiry seconds.
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    println!(
-        "summary: {} processed, {} duplicates skipped, {} arrived with the DUP flag",
-        tally.processed, tally.skipped, tally.dup_flagged
-    );
     tracing::info!("{disconnected}");
     Ok(())
 }
 
-/// A message, and the number of the connection that delivered it.
-struct Delivery {
-    publish: Publish,
-    connection: u64,
-}
-
-/// What happened to the messages, for the `summary:` line.
-#[derive(Debug, Default)]
-struct Tally {
-    processed: u64,
-    skipped: u64,
-    dup_flagged: u64,
-}
+/// What the work queue carries: a message, and the number of the connection that delivered it.
+type Delivery = (Publish, u64);
 
 /// The handler task: one message at a time, in queue order (= receive order), so that the acks
 /// leave in receive order too.
@@ -223,20 +197,16 @@ async fn handle(
     client: AsyncClient,
     current_connection: Arc<AtomicU64>,
     args: Args,
-) -> anyhow::Result<Tally> {
-    let mut recent = RecentKeys::new(usize::try_from(args.remember).unwrap_or(usize::MAX));
+) -> anyhow::Result<()> {
+    let mut recent = RecentKeys::new(args.remember);
     let mut printer = MessagePrinter::new(args.connect.stats);
-    let mut tally = Tally::default();
-    while let Some(Delivery {
-        publish,
-        connection,
-    }) = work_rx.recv().await
-    {
+    let (mut processed, mut skipped, mut dup_flagged) = (0u64, 0u64, 0u64);
+    while let Some((publish, connection)) = work_rx.recv().await {
         let key = idempotency::key(&publish.topic, &publish.payload);
-        tally.dup_flagged += u64::from(publish.dup);
+        dup_flagged += u64::from(publish.dup);
         if recent.contains(&key) {
             println!("duplicate skipped: {key} (dup flag: {})", publish.dup);
-            tally.skipped += 1;
+            skipped += 1;
         } else {
             // Your business logic goes here: the effect that must happen once per event.
             if args.work_ms > 0 {
@@ -247,30 +217,32 @@ async fn handle(
             printer.show(&label, &publish.payload);
             // Remembered only once processed: a message that failed halfway is not a duplicate.
             recent.insert(key.clone());
-            tally.processed += 1;
-            if args.crash_after == Some(tally.processed) {
-                let n = tally.processed;
-                eprintln!("--crash-after {n}: exiting WITHOUT acking this message, like a crash (test aid)");
-                std::process::exit(SIMULATED_CRASH_EXIT);
+            processed += 1;
+            if args.crash_after == Some(processed) {
+                let crash = "exiting WITHOUT acking this message, like a crash (test aid)";
+                eprintln!("--crash-after {processed}: {crash}");
+                std::process::exit(99); // outside the exit codes of `common::exit`
             }
         }
         // ANCHOR: stale_ack_guard
         // Processed (or known to be): now the broker may forget it, but only on the connection
         // that delivered it. rumqttc drops the acks still queued when a connection fails; one
-        // queued after that goes out on the NEXT connection, where this packet id may by then name
-        // another message, which the broker would take as handled. So a message from an earlier
-        // connection is not acked: the resumed session resends it, and that copy is skipped as a
-        // duplicate and acked.
+        // queued later goes out on the NEXT connection, where this packet id may name another
+        // message, which the broker would then take as handled. So no ack for a message from an
+        // earlier connection: the resumed session resends it; that copy is skipped and acked.
         if connection == current_connection.load(Ordering::SeqCst) {
             client.ack(&publish).await?;
         } else {
             tracing::info!("not acking {key}: it arrived on an earlier connection");
         }
         // ANCHOR_END: stale_ack_guard
-        if args.connect.count == Some(tally.processed + tally.skipped) {
+        if args.connect.count == Some(processed + skipped) {
             break;
         }
     }
     printer.finish();
-    Ok(tally)
+    let duplicates =
+        format!("{skipped} duplicates skipped, {dup_flagged} arrived with the DUP flag");
+    println!("summary: {processed} processed, {duplicates}");
+    Ok(())
 }
