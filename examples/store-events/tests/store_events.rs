@@ -586,6 +586,7 @@ fn a_database_down_longer_than_the_limit_is_exit_9_naming_it() {
 }
 
 #[test]
+#[ignore = "demo moves to the launcher (lead)"]
 fn without_credentials_the_demo_broker_fills_events_db() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let mut command = mosquitto_harness::example_command(BIN);
