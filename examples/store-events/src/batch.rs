@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::MessagePrinter;
+use common::{ConnectArgs, MessagePrinter};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::EventRow;
@@ -96,10 +96,10 @@ pub struct BatchWriter {
 impl BatchWriter {
     /// Opens the database and waits until it is usable (connected, schema migrated): retried
     /// like a write, for at most `--give-up-after` seconds.
+    /// `--count` and `--stats` come from `connect`.
     pub async fn open(
         args: DatabaseArgs,
-        count: Option<u64>,
-        stats: bool,
+        connect: &ConnectArgs,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<BatchWriter> {
         let mut store = match args.database_url.clone() {
@@ -112,12 +112,17 @@ impl BatchWriter {
         Ok(BatchWriter {
             store,
             args,
-            count,
+            count: connect.count,
             stop,
-            printer: stats.then(|| MessagePrinter::new(true)),
+            printer: connect.stats.then(|| MessagePrinter::new(true)),
             totals: Totals::default(),
             started: Instant::now(),
         })
+    }
+
+    /// `--batch-size`: the most messages per transaction.
+    pub fn batch_size(&self) -> u16 {
+        self.args.batch_size
     }
 
     /// The next batch, in queue order: the next message, and what follows it within `--batch-ms`,

@@ -89,9 +89,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // The database first: a consumer that cannot store must not take messages off the broker.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (count, stats) = (args.connect.count, args.connect.stats);
-    let batch_size = args.database.batch_size;
-    let writer = BatchWriter::open(args.database, count, stats, stop_rx).await?;
+    let writer = BatchWriter::open(args.database, &args.connect, stop_rx).await?;
 
     let target = args.connect.load_target()?;
     let creds = &target.credentials;
@@ -102,7 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     // Room for two batches (one committing while the next fills): the Receive Maximum we announce,
     // and the size of the work queue, so a broker that keeps to it never finds the queue full.
-    let receive_maximum = (u32::from(batch_size) * 2).clamp(32, 65_535) as u16;
+    let receive_maximum = (u32::from(writer.batch_size()) * 2).clamp(32, 65_535) as u16;
     let mut options = MqttOptions::new(target.client_id.clone(), creds.host.clone(), creds.port);
     options
         .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
@@ -198,7 +196,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(work_tx);
     let totals = writer.await??;
     // Flushes the queued acks, then DISCONNECT; the session stays for --session-expiry seconds.
-    common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
+    tracing::info!("{disconnected}");
     println!("{totals}");
     Ok(())
 }
