@@ -18,8 +18,8 @@
 //! - [`exit`]: one paragraph on stderr and an exit code that means something;
 //! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
 //! - [`session`]: what a CONNACK means for the backlog, in words;
-//! - [`idempotency`]: a message's idempotency key, and the last N keys handled (in memory: the
-//!   QoS 1 example's stand-in for a database);
+//! - [`recent_keys`]: the last N idempotency keys handled, in memory (the QoS 1 example's
+//!   stand-in for a database);
 //! - [`share_group`]: group and instance names for a shared subscription;
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
@@ -29,12 +29,12 @@ pub mod cli;
 pub mod credentials;
 pub mod exit;
 pub mod failure;
-pub mod idempotency;
 pub mod logging;
 pub mod output;
 #[cfg(feature = "paho")]
 pub mod paho_util;
 pub mod payload;
+pub mod recent_keys;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
 pub mod session;

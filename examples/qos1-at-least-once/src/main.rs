@@ -2,12 +2,10 @@
 //! Read more: docs/src/qos1.md
 //!
 //! **What it shows.** What QoS 1 (at least once) asks of a consumer:
-//! 1. *Ack after processing*, one message at a time, in receive order (MQTT 5 wants PUBACKs in
-//!    receive order; rumqttc sends them in the order of the `ack()` calls).
+//! 1. *Ack after processing*, one message at a time, in receive order (as MQTT 5 requires).
 //! 2. *A persistent session* (`clean_start = false`, session expiry > 0): what a crash or a lost
 //!    connection left unacked is sent again, with the DUP flag.
-//! 3. *Duplicates skipped by a key in the message* (`messageId`, `uuid` or `seq`, else a hash of
-//!    topic and payload: `common::idempotency`), never by the DUP flag, and acked like the rest.
+//! 3. *Duplicates skipped by a key in the message*, never by the DUP flag, and acked like the rest.
 //! 4. *The stale-ack guard*: no ack for a message that came on an earlier connection.
 //!
 //! **Run it.**
@@ -16,12 +14,11 @@
 //! cargo run -p qos1-at-least-once -- --creds creds.json --work-ms 500 --crash-after 5
 //! cargo run -p qos1-at-least-once -- --creds creds.json   # again: the 5th message comes back
 //! ```
-//! `--work-ms N` makes each new message take N ms; `--crash-after N` (a TEST AID) exits 99 after
-//! processing the Nth new message, before its ack; `--count N` stops after N messages.
+//! `--work-ms N`: each new message takes N ms. `--crash-after N` (a TEST AID): exit 99 after
+//! processing the Nth new message, before its ack.
 //!
-//! **What you will see.** `connected (session present: …)`, then per message `processed <key>
-//! (dup flag: …) on <topic>` and its JSON, or `duplicate skipped: <key> (dup flag: …)`. Ctrl-C
-//! finishes and acks what was received, disconnects, and prints a `summary:` line with the counts.
+//! **What you will see.** `processed <key> (dup flag: …) on <topic>` and the JSON, or `duplicate
+//! skipped: <key> (dup flag: …)`; at Ctrl-C the last acks, DISCONNECT and a `summary:` line.
 //!
 //! **Left out.** A durable key store: these keys live in memory, so a message processed but not
 //! acked before a crash is processed again after it; in production the key goes into your database
@@ -34,22 +31,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::idempotency::{self, RecentKeys};
+use common::recent_keys::RecentKeys;
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter, NextStep};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::Transport;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-/// The most unacked messages we accept at once: the Receive Maximum we announce, and the size of
-/// the work queue (so a broker that keeps to it never finds the queue full).
+/// The most unacked messages in flight to us (the Receive Maximum we announce) and in the queue.
 const RECEIVE_MAXIMUM: u16 = 32;
 /// A PINGREQ when idle this long; 1.5 × this without a packet means a dead link.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// How long a stop waits for the handler: well inside Kubernetes' 30 s from SIGTERM to SIGKILL.
-const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Consume QoS 1 events at least once: ack after processing, in receive order; skip duplicates.
 #[derive(Parser)]
@@ -110,34 +106,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // ANCHOR_END: qos1_options
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {} as {}", target.address(), target.client_id);
-
     // The number of the current connection, bumped when one fails (see the stale-ack guard).
     let current_connection = Arc::new(AtomicU64::new(0));
-    let (work_tx, work_rx) = mpsc::channel::<Delivery>(usize::from(RECEIVE_MAXIMUM));
+    // The work queue: each message with the number of the connection that delivered it.
+    let (work_tx, work_rx) = mpsc::channel::<(Publish, u64)>(usize::from(RECEIVE_MAXIMUM));
     let handler = handle(work_rx, client.clone(), current_connection.clone(), args);
     let handler = tokio::spawn(handler);
-    // QoS 1, and Retain Handling "only if new": the SUBSCRIBE after a resumed session's CONNACK
-    // replaces the subscription the session holds, and must not replay the retained messages.
+    // QoS 1; Retain Handling "only if new": re-subscribing must not replay retained messages.
     let filter = Filter {
         retain_forward_rule: RetainForwardRule::OnNewSubscribe,
         ..Filter::new(&topic, QoS::AtLeastOnce)
     };
-    // Silence for 1.5 × keep-alive is a dead link: an error like any other below.
     let (idle_limit, mut last_heard) = (KEEP_ALIVE * 3 / 2, tokio::time::Instant::now());
     let mut supervisor = ConnectionSupervisor::new(&target);
     let mut shutdown = std::pin::pin!(common::shutdown::signal());
     let stop_requested = loop {
         tokio::select! {
             _ = &mut shutdown => break true,
-            // The handler ends by itself after --count messages, or on an error.
-            _ = work_tx.closed() => break false,
+            _ = work_tx.closed() => break false, // the handler ended (--count, or an error)
             event = poll_or_silence(&mut eventloop, &mut last_heard, idle_limit) => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     supervisor.connected();
                     tracing::info!("connected (session present: {})", ack.session_present);
-                    // Subscribe after EVERY CONNACK: `session present: true` cannot say whether the
-                    // session still holds our subscription (a run killed between CONNACK and
-                    // SUBSCRIBE leaves one without). Subscribing again keeps the queued messages.
+                    // Subscribe after EVERY CONNACK: `session present` does not say the session
+                    // holds our subscription (a run killed before its SUBSCRIBE leaves none).
                     client.try_subscribe_many([filter.clone()])?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -146,8 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let connection = current_connection.load(Ordering::SeqCst);
-                    // Waits while the queue is full: that is the back-pressure (we stop reading,
-                    // TCP slows the broker). A stop request still wins: never be deaf to SIGTERM.
+                    // Waits while the queue is full: the back-pressure. A stop request still wins.
                     tokio::select! {
                         sent = work_tx.send((publish, connection)) => if sent.is_err() {
                             break false; // the handler is gone: its result follows
@@ -157,10 +148,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    // First: acks for this connection's messages are stale from now on.
-                    current_connection.fetch_add(1, Ordering::SeqCst);
-                    // Retry with backoff what a retry can fix; stop on what it cannot (a bad
-                    // password, a refused subscription, another process with our client id).
+                    current_connection.fetch_add(1, Ordering::SeqCst); // first: its acks are stale
+                    // Retry with backoff what a retry can fix; stop, saying why, on what it cannot.
                     match supervisor.failed(&err) {
                         NextStep::RetryAfter(delay) => {
                             if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
@@ -173,11 +162,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
         }
     };
-
     drop(work_tx);
     if stop_requested {
-        // Finish and ack what was received, for at most DRAIN_MAX: a stop always stops.
-        common::shutdown::drain(handler, DRAIN_MAX).await?;
+        // Finish and ack what was received, for at most 10 s (Kubernetes kills 30 s after SIGTERM).
+        common::shutdown::drain(handler, Duration::from_secs(10)).await?;
     } else {
         handler.await??;
     }
@@ -187,13 +175,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the work queue carries: a message, and the number of the connection that delivered it.
-type Delivery = (Publish, u64);
-
-/// The handler task: one message at a time, in queue order (= receive order), so that the acks
-/// leave in receive order too.
+/// The handler task: one message at a time, in queue (= receive) order, so the acks are too.
 async fn handle(
-    mut work_rx: mpsc::Receiver<Delivery>,
+    mut work_rx: mpsc::Receiver<(Publish, u64)>,
     client: AsyncClient,
     current_connection: Arc<AtomicU64>,
     args: Args,
@@ -202,7 +186,7 @@ async fn handle(
     let mut printer = MessagePrinter::new(args.connect.stats);
     let (mut processed, mut skipped, mut dup_flagged) = (0u64, 0u64, 0u64);
     while let Some((publish, connection)) = work_rx.recv().await {
-        let key = idempotency::key(&publish.topic, &publish.payload);
+        let key = idempotency_key(&publish.topic, &publish.payload);
         dup_flagged += u64::from(publish.dup);
         if recent.contains(&key) {
             println!("duplicate skipped: {key} (dup flag: {})", publish.dup);
@@ -246,3 +230,21 @@ async fn handle(
     println!("summary: {processed} processed, {duplicates}");
     Ok(())
 }
+
+/// The idempotency key: the first of `messageId`, `uuid`, `seq` in the JSON payload (use the field
+/// that names an event in yours), else a SHA-256 of topic and payload (same bytes, same event).
+// ANCHOR: idempotency_key
+fn idempotency_key(topic: &[u8], payload: &[u8]) -> String {
+    let json = serde_json::from_slice::<Value>(payload).unwrap_or_default();
+    for name in ["messageId", "uuid", "seq"] {
+        match &json[name] {
+            Value::String(text) if !text.is_empty() => return format!("{name}={text}"),
+            Value::Number(number) => return format!("{name}={number}"),
+            _ => {}
+        }
+    }
+    let hash = Sha256::digest([topic, &[0], payload].concat());
+    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256={hex}")
+}
+// ANCHOR_END: idempotency_key
