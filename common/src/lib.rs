@@ -1,27 +1,23 @@
-//! Plumbing shared by every example in this workspace — and nothing more.
+//! Plumbing shared by every example in this workspace — and nothing that teaches MQTT.
 //!
-//! The examples are meant to be read (and copied) one `main.rs` at a time, so anything that
-//! teaches MQTT stays in the example: connecting, subscribing, acking, the event loop. What lives
-//! here is what every example needs but nobody needs to read twice:
+//! The examples are read, and copied, one `main.rs` at a time (docs/src/copying.md says which of
+//! these files a copy takes). So every setting and call that carries a lesson — clean start,
+//! session expiry, manual acks, Receive Maximum, keep-alive, maximum packet size, subscribing
+//! after every CONNACK, acking after processing, what to do after a connection error — is written
+//! out in the example that teaches it. What lives here is what the design gives this crate and
+//! every example needs without anything to learn from reading it twice:
 //!
-//! - [`credentials`]: the Link Labs credentials object (`creds.json`), validated field by field;
-//! - [`tls`]: whom to trust as the broker ([`TlsRoots`]), for rustls, native-tls and Paho;
-//! - [`cli`]: the flags every example shares ([`ConnectArgs`]) and the resolved [`BrokerTarget`];
-//! - [`failure`]: connection errors translated into plain words, fatal or worth a retry;
-//! - [`catalogue`]: every failure a binary reports, with its fix: the source of the book's
-//!   troubleshooting page;
-//! - [`supervisor`]: reconnect backoff and client-id-collision detection for rumqttc loops;
-//! - [`rumqttc_util`]: SUBACK checks and a DISCONNECT that is really sent;
-//! - [`rumqttc_sync`]: the same DISCONNECT for rumqttc's blocking `Client`;
-//! - `paho_util` (feature `paho`): Paho errors in plain words, SUBACK checks, the server URI
-//!   and the CONNECT options every Paho variant starts from;
-//! - [`exit`]: one paragraph on stderr and an exit code that means something;
-//! - [`output`]: print each message, or one `stats:` line for benchmarks (`--stats`);
-//! - [`session`]: what a CONNACK means for the backlog, in words;
-//! - [`recent_keys`]: the last N idempotency keys handled, in memory (the QoS 1 example's
-//!   stand-in for a database);
-//! - [`share_group`]: group and instance names for a shared subscription;
-//! - [`shutdown`], [`logging`], [`payload`]: small helpers.
+//! - credentials and TLS setup: [`credentials`] (the Link Labs `creds.json`, validated field by
+//!   field), [`tls`] (whom to trust: system roots or `--ca-file`, for rustls, native-tls and
+//!   Paho), [`cli`] (the shared flags, [`ConnectArgs::load_target`], [`BrokerTarget`]);
+//! - plain-words errors and exit codes: [`failure`] (a library error as a paragraph with its fix,
+//!   and whether a retry can help), [`exit`] (the paragraph on stderr, an exit code that means
+//!   something), [`catalogue`] (feature `catalogue`: every failure a binary reports, the source
+//!   of the book's troubleshooting page);
+//! - small plumbing: [`supervisor`] and [`backoff`] (apply the retry rule, spot a client-id
+//!   collision), [`rumqttc_util`] / [`rumqttc_sync`] (SUBACK checks, the idle watchdog, a
+//!   DISCONNECT that is really sent), `paho_util` (feature `paho`), [`output`], [`session`],
+//!   [`share_group`], [`shutdown`], [`logging`], [`payload`].
 
 pub mod backoff;
 pub mod catalogue;
@@ -34,6 +30,7 @@ pub mod output;
 #[cfg(feature = "paho")]
 pub mod paho_util;
 pub mod payload;
+/// The last N idempotency keys, in memory: `qos1-at-least-once`'s stand-in for a database.
 pub mod recent_keys;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
