@@ -296,24 +296,6 @@ fn a_backlog_far_larger_than_the_queues_is_drained_without_stalling() {
 }
 
 #[test]
-fn without_credentials_the_demo_broker_starts_and_delivers() {
-    // An empty working directory: no ./creds.json, no --creds, no MQTT_CREDS.
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let mut command = mosquitto_harness::example_command(BIN);
-    command.current_dir(cwd.path()).args(["--count", "3"]);
-    let mut sub = ExampleProcess::spawn_command(command).expect("spawn");
-    let status = expect_exit(&mut sub);
-    assert!(status.success(), "{status}:\n{}", sub.transcript());
-    assert!(
-        sub.transcript().contains("DEMO BROKER"),
-        "{}",
-        sub.transcript()
-    );
-    assert_eq!(processed(&sub).len(), 3, "{}", sub.transcript());
-    expect_line(&sub, "summary: 3 processed, 0 duplicates skipped");
-}
-
-#[test]
 fn a_session_left_without_its_subscription_is_subscribed_again() {
     // A previous run died after its CONNACK but before its SUBSCRIBE reached the broker: the
     // broker holds a persistent session for our id, with no subscription in it.

@@ -17,7 +17,8 @@
 //! - small plumbing: [`supervisor`] and [`backoff`] (apply the retry rule, spot a client-id
 //!   collision), [`rumqttc_util`] / [`rumqttc_sync`] (SUBACK checks, the idle watchdog, a
 //!   DISCONNECT that is really sent), `paho_util` (feature `paho`), [`output`], [`session`],
-//!   [`share_group`], [`share_drain`] (when a member leaving its shared-subscription group has
+//!   [`recent_keys`] (the idempotency keys a consumer remembers), [`share_group`],
+//!   [`share_drain`] (when a member leaving its shared-subscription group has
 //!   been sent everything), [`shutdown`], [`logging`], [`payload`].
 
 pub mod backoff;
@@ -32,6 +33,8 @@ pub mod output;
 #[cfg(feature = "paho")]
 pub mod paho_util;
 pub mod payload;
+/// The last N idempotency keys, in memory: `qos1-at-least-once`'s stand-in for a database.
+pub mod recent_keys;
 pub mod rumqttc_sync;
 pub mod rumqttc_util;
 pub mod session;

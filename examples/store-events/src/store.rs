@@ -1,17 +1,28 @@
 //! The database side: SQLite (rusqlite, bundled) or PostgreSQL (tokio-postgres), the schema
 //! migration, and one idempotent batch insert per transaction.
 //!
-//! `main.rs` only calls [`Store::ready`] and [`Store::write_batch`]; whatever fails there is
-//! retried by `main.rs` until the database is back or `--give-up-after` has passed.
+//! `main.rs` calls [`retry_until_stored`] with [`Store::ready`] or [`Store::write_batch`]: whatever
+//! fails there is retried until the database is back or `--give-up-after` has passed, and nothing
+//! is acked meanwhile. A database that stays down, or a SQLite file that cannot be used, ends the
+//! process with exit code [`DATABASE_EXIT`] ([`report`]).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
+use common::Backoff;
+use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::event::EventRow;
+
+/// Exit code when the database stays unavailable longer than `--give-up-after`, or the SQLite
+/// file cannot be used.
+pub const DATABASE_EXIT: u8 = 9;
+/// Exit code of the `--crash-…` test aids.
+pub const SIMULATED_CRASH_EXIT: i32 = 99;
 
 /// Schema migrations, in order: (version, SQL). Each is applied once, in a transaction, and
 /// recorded in `store_events_migrations`. Add new files at the end; never edit an applied one.
@@ -79,6 +90,85 @@ pub struct DatabaseUnusable {
     pub reason: String,
 }
 
+/// For `main`: a database failure (down too long, or unusable) is reported with its
+/// troubleshooting entry and exit code [`DATABASE_EXIT`]; `None` for any other error.
+pub fn report(err: &anyhow::Error) -> Option<ExitCode> {
+    if !err
+        .chain()
+        .any(|cause| cause.is::<DatabaseDown>() || cause.is::<DatabaseUnusable>())
+    {
+        return None;
+    }
+    let message = format!("{err:#}");
+    eprintln!("error: {message}");
+    if let Some(key) = common::catalogue::lookup(&message) {
+        eprintln!("{}", common::exit::help_line(key));
+    }
+    Some(ExitCode::from(DATABASE_EXIT))
+}
+
+/// What [`retry_until_stored`] retries.
+pub enum Attempt<'a> {
+    /// Connect and migrate (at start).
+    Ready,
+    /// Write this batch in one transaction (the flag: `--crash-before-commit`).
+    Write(&'a Arc<[EventRow]>, bool),
+}
+
+/// Tries `attempt` until it succeeds; meanwhile nothing is acked. Gives up (`DatabaseDown`)
+/// after `give_up` of failures in a row, or returns `Ok(None)` when `stop` is raised first.
+pub async fn retry_until_stored(
+    store: &mut Store,
+    give_up: Duration,
+    mut stop: Option<&mut watch::Receiver<bool>>,
+    attempt: Attempt<'_>,
+) -> anyhow::Result<Option<BatchOutcome>> {
+    let mut backoff = Backoff::default();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let result = match &attempt {
+            Attempt::Ready => store.ready().await.map(|()| BatchOutcome::default()),
+            Attempt::Write(rows, crash) => store.write_batch(rows, *crash).await,
+        };
+        let error = match result {
+            Ok(value) => {
+                if let Some(since) = failing_since {
+                    let down = since.elapsed().as_secs_f64();
+                    tracing::info!("the {} is back after {down:.1} s; resuming", store.name());
+                }
+                return Ok(Some(value));
+            }
+            Err(err) => err,
+        };
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= give_up {
+            return Err(DatabaseDown {
+                database: store.name().to_owned(),
+                waited_s: since.elapsed().as_secs(),
+                last_error: format!("{error:#}"),
+            }
+            .into());
+        }
+        let delay = backoff.next_delay().min(Duration::from_secs(5));
+        tracing::warn!(
+            "the {} is unavailable ({error:#}); nothing acked, retrying in {} ms",
+            store.name(),
+            delay.as_millis()
+        );
+        match stop.as_deref_mut() {
+            Some(stop) => {
+                if tokio::time::timeout(delay, stop.wait_for(|stop| *stop))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(None);
+                }
+            }
+            None => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
 /// Where the events go.
 pub enum Store {
     Sqlite(SqliteStore),
@@ -141,7 +231,7 @@ impl Store {
 /// Exits like a crash between the inserts and the COMMIT (`--crash-before-commit`).
 fn crash_before_commit() -> ! {
     eprintln!("--crash-before-commit: exiting before COMMIT, nothing acked (test aid)");
-    std::process::exit(crate::SIMULATED_CRASH_EXIT);
+    std::process::exit(SIMULATED_CRASH_EXIT);
 }
 
 fn unix_secs(time: SystemTime) -> f64 {
@@ -439,7 +529,7 @@ mod tests {
         };
         assert_eq!(lookup(&unusable.to_string()), Some(Key::DatabaseUnusable));
         for key in [Key::DatabaseDown, Key::DatabaseUnusable] {
-            assert_eq!(key.entry().exit_code, Some(crate::DATABASE_EXIT));
+            assert_eq!(key.entry().exit_code, Some(super::DATABASE_EXIT));
         }
     }
 }
