@@ -20,24 +20,14 @@
 //! This broker is the first-run experience, not a test fixture: the behaviour tests of the
 //! examples run against Mosquitto.
 //!
-//! # Typical use (what an example does)
+//! # Typical use
 //!
-//! Most examples need one line, [`target_or_demo`]: real credentials when there are any, else the
-//! demo, and the same [`common::cli::BrokerTarget`] either way:
+//! The examples never call this crate: their `main.rs` is written for real credentials only, so
+//! a customer can copy it without a broker inside. Each scenario package has a small launcher,
+//! `demo/main.rs` (its `default-run`), which calls [`launcher::main`]: with no credentials it
+//! starts a [`DemoBroker`] and runs the scenario's program as child processes pointed at it.
 //!
-//! ```no_run
-//! # async fn example(args: common::cli::ConnectArgs) -> Result<(), Box<dyn std::error::Error>> {
-//! let (target, demo) = demo_broker::target_or_demo(&args).await?;
-//! let options = target.rumqttc_options()?; // TLS + username/password, demo or not
-//! // ... connect, subscribe to target.credentials.topic, handle messages ...
-//! if let Some(demo) = demo {
-//!     demo.shutdown().await;
-//! }
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Or drive the demo yourself:
+//! Or drive the demo yourself (what the launcher does):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), demo_broker::DemoError> {
@@ -53,10 +43,8 @@
 //! # }
 //! ```
 
-mod background;
 pub mod launcher;
 
-pub use background::{target_or_demo_blocking, BackgroundDemo};
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -446,57 +434,6 @@ impl Drop for DemoBroker {
             self.broker_shutdown.shutdown();
         }
     }
-}
-
-/// Why [`target_or_demo`] failed. The inner error is kept as the `source`, so
-/// `common::exit::code_for` still finds it and picks the right exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// The credentials file (given, or the default `./creds.json`) is missing, unreadable or invalid.
-    #[error("loading the credentials")]
-    Credentials(#[from] common::credentials::CredentialsError),
-    /// The credentials ask for plaintext MQTT and `--insecure-plaintext` was not given.
-    #[error("checking the connection settings")]
-    Plaintext(#[from] common::cli::PlaintextRefused),
-    /// There were no credentials, and the local demo broker could not start.
-    #[error("starting the local demo broker")]
-    Demo(#[from] DemoError),
-}
-
-/// Where an example connects: the real broker from `creds.json`, or else a local demo broker.
-///
-/// This is the one demo-specific line an example needs. It returns the same
-/// [`common::cli::BrokerTarget`] in both cases, so everything after it (TLS with CA validation,
-/// username/password, subscribing to `topic`) is the code that runs against Link Labs:
-///
-/// * `--creds PATH` / `MQTT_CREDS` given: that file, always (a typo is an error, never the demo);
-/// * else `./creds.json` if it exists;
-/// * else a [`DemoBroker`] is started with [`DemoOptions::default`], its [`DemoBroker::banner`] is
-///   printed to stderr, and the target is built from the demo's generated `creds.json`, trusting
-///   only the demo's CA (`--ca-file` is ignored for the demo; `--client-id` and `--instance`
-///   still apply). The publisher starts once your subscription is granted.
-///
-/// Keep the returned `DemoBroker` alive for as long as you connect, and call
-/// [`DemoBroker::shutdown`] at the end.
-///
-/// # Errors
-/// See [`TargetError`].
-pub async fn target_or_demo(
-    args: &common::cli::ConnectArgs,
-) -> Result<(common::cli::BrokerTarget, Option<DemoBroker>), TargetError> {
-    // ANCHOR: real_credentials
-    if let Some(file) = args.locate_credentials()? {
-        return Ok((args.target(file)?, None));
-    }
-    // ANCHOR_END: real_credentials
-    let demo = DemoBroker::start(DemoOptions::default()).await?;
-    eprintln!("{}", demo.banner());
-    let file = common::credentials::CredentialsFile::load(demo.creds_path(), "the demo broker")?;
-    let mut demo_args = args.clone();
-    demo_args.ca_file = Some(demo.ca_path().to_path_buf());
-    demo_args.insecure_plaintext = false;
-    let target = demo_args.target(file)?;
-    Ok((target, Some(demo)))
 }
 
 /// Installs `aws-lc-rs` as rustls's process-wide crypto provider, unless one is installed already.
