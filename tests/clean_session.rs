@@ -103,4 +103,3 @@ fn clean_start_discards_the_backlog_a_persistent_session_kept() {
     assert!(status.success(), "{status}:\n{}", persistent.transcript());
     assert_eq!(seqs(&persistent), vec![205], "{}", persistent.transcript());
 }
-

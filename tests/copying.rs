@@ -52,8 +52,11 @@ fn make_copy(page: &str, scenario: &str, dir: &Path) {
     std::fs::create_dir_all(dir.join("src")).expect("mkdir src");
     std::fs::create_dir_all(dir.join("common/src")).expect("mkdir common/src");
     std::fs::write(dir.join("Cargo.toml"), block(page, "consumer-cargo-toml")).expect("write");
-    std::fs::write(dir.join("common/Cargo.toml"), block(page, "common-cargo-toml"))
-        .expect("write");
+    std::fs::write(
+        dir.join("common/Cargo.toml"),
+        block(page, "common-cargo-toml"),
+    )
+    .expect("write");
     std::fs::copy(
         root.join("examples").join(scenario).join("src/main.rs"),
         dir.join("src/main.rs"),
@@ -122,7 +125,10 @@ fn runs_against_mosquitto(binary: &Path) {
     let mut args = fx.args("copied-consumer");
     args.extend(["--count".to_owned(), "3".to_owned()]);
     let mut command = Command::new(binary);
-    command.args(&args).env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
     let mut consumer = ExampleProcess::spawn_command(command).expect("spawn the copy");
     expect_line(&consumer, "subscribed to");
     fx.publish(3);

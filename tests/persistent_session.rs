@@ -256,4 +256,3 @@ fn after_a_broker_restart_the_consumer_reconnects_and_resumes_its_session() {
         sub.transcript()
     );
 }
-

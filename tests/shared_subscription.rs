@@ -707,4 +707,3 @@ fn a_persistent_session_without_a_stable_instance_is_refused() {
         &["--session-expiry needs a stable --instance"],
     );
 }
-

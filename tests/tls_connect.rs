@@ -194,4 +194,3 @@ fn a_missing_creds_file_is_an_error_not_the_demo() {
     expect_failure(&mut sub, 3, &["/nonexistent/creds.json does not exist"]);
     assert!(!sub.transcript().contains("DEMO"));
 }
-

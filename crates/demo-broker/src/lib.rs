@@ -45,7 +45,6 @@
 
 pub mod launcher;
 
-
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
