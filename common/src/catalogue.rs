@@ -1422,13 +1422,13 @@ catalogue! {
     DemoBrokerFailed => Entry {
         id: "demo-broker-failed",
         section: Section::Other,
-        prints: &["starting the local demo broker: …"],
-        means: "There was no `creds.json`, so the local demo broker was to start, and it could not.",
+        prints: &["the local demo broker did not start: …"],
+        means: "There was no `creds.json`, so the demo launcher (`cargo run -p <scenario>`) was to start the local demo broker, and it could not.",
         causes: &["no writable temporary directory", "no free port on 127.0.0.1"],
         fix: "Act on the words after the colon, or use real credentials (`--creds creds.json`).",
         exit_code: Some(exit::FAILURE),
         then: Then::Stops,
-        printed_by: EVERY_EXAMPLE,
+        printed_by: "the demo launchers (`cargo run -p <scenario>` without credentials)",
         see_it: "",
     },
     /// Something that should not happen.

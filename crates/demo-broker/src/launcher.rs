@@ -225,7 +225,11 @@ async fn run_demo(runs: Runs, program: PathBuf, mut args: Vec<OsString>) -> Exit
     let demo = match DemoBroker::start(DemoOptions::default()).await {
         Ok(demo) => demo,
         Err(err) => {
-            eprintln!("error: the local demo broker did not start: {err}");
+            eprintln!("error: the local demo broker did not start: {err}. Act on those words, or use real credentials (--creds creds.json).");
+            eprintln!(
+                "{}",
+                common::exit::help_line(common::catalogue::Key::DemoBrokerFailed)
+            );
             return ExitCode::from(1);
         }
     };
