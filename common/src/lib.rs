@@ -6,6 +6,8 @@
 //!
 //! - [`credentials`]: the Link Labs credentials object (`creds.json`), validated field by field;
 //! - [`tls`]: whom to trust as the broker ([`TlsRoots`]), for rustls, native-tls and Paho;
+//! - [`broker_addresses`]: following a broker cluster behind one DNS name (every address, resolved
+//!   again on every reconnect), with [`host_name_verifier`] checking TLS for the configured name;
 //! - [`cli`]: the flags every example shares ([`ConnectArgs`]) and the resolved [`BrokerTarget`];
 //! - [`failure`]: connection errors translated into plain words, fatal or worth a retry;
 //! - [`catalogue`]: every failure a binary reports, with its fix: the source of the book's
@@ -22,11 +24,13 @@
 //! - [`shutdown`], [`logging`], [`payload`]: small helpers.
 
 pub mod backoff;
+pub mod broker_addresses;
 pub mod catalogue;
 pub mod cli;
 pub mod credentials;
 pub mod exit;
 pub mod failure;
+pub mod host_name_verifier;
 pub mod logging;
 pub mod output;
 #[cfg(feature = "paho")]

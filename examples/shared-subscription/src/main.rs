@@ -315,10 +315,17 @@ async fn run_worker(
             .set_session_expiry_interval(Some(session_expiry));
     }
     // ANCHOR_END: share_session
+    // This is how a client follows a broker CLUSTER behind one DNS name: before every
+    // (re)connect, resolve the name again and start at the next address, skipping one that
+    // does not answer, so a dead node never blocks the failover (see common::broker_addresses).
+    let mut addresses = common::broker_addresses::BrokerAddresses::new(&target, &options)
+        .context("setting up TLS for the broker connection")?;
     // `ack()` must never wait for room in rumqttc's request channel: the handler would then wait
     // for the polling task and the polling task for the handler, for ever (REQUEST_CHANNEL_CAPACITY).
-    let (client, mut eventloop) =
-        AsyncClient::new(options, common::rumqttc_util::REQUEST_CHANNEL_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(
+        addresses.next_attempt().await,
+        common::rumqttc_util::REQUEST_CHANNEL_CAPACITY,
+    );
     tracing::info!("connecting to {}", target.address());
 
     // The bounded work queue between the polling task (here) and the handler task.
@@ -475,6 +482,7 @@ async fn run_worker(
                         if tokio::time::timeout(delay, &mut stop_requested).await.is_ok() {
                             break Stop::Requested;
                         }
+                        eventloop.options = addresses.next_attempt().await;
                     }
                     NextStep::GiveUp(failure) => {
                         handler.abort();
