@@ -77,6 +77,7 @@ impl BrokerAddresses {
     }
 
     /// The options for the next connection attempt: resolve, rotate, probe (module docs).
+    // ANCHOR: next_attempt
     pub async fn next_attempt(&mut self) -> MqttOptions {
         let resolved: Vec<SocketAddr> =
             match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
@@ -107,6 +108,7 @@ impl BrokerAddresses {
         };
         options_for_address(&self.template, chosen.ip(), transport)
     }
+    // ANCHOR_END: next_attempt
 }
 
 /// The resolved addresses (duplicates dropped), starting after `last` when it is among them,
