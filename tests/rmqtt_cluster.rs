@@ -30,6 +30,9 @@
 //!   reconnect resolves again and starts at the next address, skipping one that does not answer.
 //!   rumqttc alone would try the dead node first on every attempt and time out on it.
 //!
+//! To compare configurations: `RMQTT_SHARED_STRATEGY=local` (rmqtt's shared strategy; default
+//! `round_robin`), `RMQTT_CLUSTER_NODES=2` (default 3).
+//!
 //! Every namespace, process and file is removed by Drop guards.
 
 use std::collections::BTreeMap;
