@@ -19,15 +19,20 @@
 //!   DISCONNECT that is really sent), `paho_util` (feature `paho`), [`output`], [`session`],
 //!   [`recent_keys`] (the idempotency keys a consumer remembers), [`share_group`],
 //!   [`share_drain`] (when a member leaving its shared-subscription group has
-//!   been sent everything), [`shutdown`], [`logging`], [`payload`].
+//!   been sent everything), [`shutdown`], [`logging`], [`payload`];
+//! - following a broker cluster behind one DNS name: [`broker_addresses`] (every address,
+//!   resolved again on every reconnect, a dead node skipped) with [`host_name_verifier`] (TLS
+//!   checked for the configured name when an IP address is dialled).
 
 pub mod backoff;
+pub mod broker_addresses;
 #[cfg(feature = "catalogue")]
 pub mod catalogue;
 pub mod cli;
 pub mod credentials;
 pub mod exit;
 pub mod failure;
+pub mod host_name_verifier;
 pub mod logging;
 pub mod output;
 #[cfg(feature = "paho")]

@@ -610,9 +610,11 @@ impl RmqttBroker {
                 &plugins.join("rmqtt-cluster-broadcast.toml"),
                 &format!(
                     "message_type = 98\nnode_grpc_addrs = [{}]\nnode_grpc_batch_size = 128\n\
-                     node_grpc_client_concurrency_limit = 128\nnode_grpc_client_timeout = \"15s\"\n\
+                     node_grpc_client_concurrency_limit = 128\n\
+                     node_grpc_client_timeout = \"{}s\"\n\
                      task_exec_queue_workers = 500\ntask_exec_queue_max = 100_000\n",
-                    peers.join(", ")
+                    peers.join(", "),
+                    RMQTT_CLUSTER_GRPC_TIMEOUT.as_secs()
                 ),
                 0o644,
             )?;
@@ -804,8 +806,35 @@ fn rmqtt_acl(username: &str, password: &str) -> String {
     )
 }
 
+/// How long a cluster node waits for another node's gRPC answer (`node_grpc_client_timeout`;
+/// rmqtt's default 60 s). See [`RMQTT_CLUSTER_CIRCUIT_BREAKER`].
+pub const RMQTT_CLUSTER_GRPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The gRPC circuit breaker of a cluster node (`circuit_breaker.*` in rmqtt.toml), which decides
+/// how long the surviving nodes stall after one dies (issue #13, measured with rmqtt 0.24.0).
+///
+/// In broadcast mode a node handles one connection's PUBLISH packets one after another, and
+/// forwards each to EVERY other node (`Message::Forwards`, waiting for all answers) before its
+/// PUBACK. After a node dies, each publish therefore waits the whole gRPC timeout for the dead
+/// one, and the connection answers nothing else meanwhile (not even PINGREQ). Only an OPEN
+/// circuit breaker makes those calls fail at once, and with rmqtt's defaults it never opens:
+/// the time window (45 s) still holds the thousands of successful calls made before the kill,
+/// so the failure rate stays far below 35 %, and the ~4 failures a connection can make in 45 s
+/// at 15 s each never reach `minimum_number_of_calls` (10). Measured: a surviving node stopped
+/// acking for 190 s and more ("count based" windows do not help: tower-resilience 0.10 counts
+/// them since the last state change, not over the last N calls). With a 5 s window, 2 calls
+/// minimum, 50 % and a 2 s timeout the breaker opens ~6 s after the kill; it probes the dead
+/// node again every 30 s (one call waits 2 s then), and closes when the node is back.
+pub const RMQTT_CLUSTER_CIRCUIT_BREAKER: &str =
+    "circuit_breaker.sliding_window_type = \"TimeBased\"\n\
+     circuit_breaker.sliding_window_duration = \"5s\"\n\
+     circuit_breaker.minimum_number_of_calls = 2\n\
+     circuit_breaker.failure_rate_threshold = 0.5\n\
+     circuit_breaker.wait_duration_in_open = \"30s\"\n";
+
 /// rmqtt.toml for one node: TLS only, password via `rmqtt-acl`, log to the console, the
-/// HTTP API (which would bind port 6060) off.
+/// HTTP API (which would bind port 6060) off; for a cluster node also
+/// [`RMQTT_CLUSTER_CIRCUIT_BREAKER`].
 fn rmqtt_config(node: &RmqttNode, files: &KindFiles) -> String {
     let mut startups = vec![
         "\"rmqtt-acl\"",
@@ -816,6 +845,11 @@ fn rmqtt_config(node: &RmqttNode, files: &KindFiles) -> String {
         startups.push("\"rmqtt-cluster-broadcast\"");
     }
     let tls = "listener.tls.external";
+    let circuit_breaker = if node.cluster.is_empty() {
+        ""
+    } else {
+        RMQTT_CLUSTER_CIRCUIT_BREAKER
+    };
     format!(
         "# Written by mosquitto-harness for one test; deleted with the broker.\n\
          node.id = {id}\n\
@@ -833,7 +867,8 @@ fn rmqtt_config(node: &RmqttNode, files: &KindFiles) -> String {
          {tls}.key = \"{dir}/server.key\"\n\
          {tls}.allow_anonymous = false\n\
          {tls}.max_mqueue_len = {queue}\n\
-         {tls}.reuseaddr = true\n",
+         {tls}.reuseaddr = true\n\
+         {circuit_breaker}",
         id = node.id,
         ip = node.ip,
         grpc = node.grpc_port,

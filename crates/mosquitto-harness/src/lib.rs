@@ -59,7 +59,10 @@ pub use client::{
 };
 pub use creds::{creds_json_for, write_creds_value, TEST_ORGANIZATION_ID};
 pub use error::HarnessError;
-pub use kinds::{BrokerKind, KindOptions, RmqttBroker, RmqttNode, TestBroker};
+pub use kinds::{
+    BrokerKind, KindOptions, RmqttBroker, RmqttNode, TestBroker, RMQTT_CLUSTER_CIRCUIT_BREAKER,
+    RMQTT_CLUSTER_GRPC_TIMEOUT,
+};
 pub use process::{example_bin, example_command, ExampleProcess, Stream};
 pub use raw::{RawConnection, RawEvent};
 

@@ -19,12 +19,17 @@
 //! `target.rumqttc_tls()` in `mqtt_options`.
 //!
 //! **What it cannot do.** Nothing is lost: every practice of the default carries over.
+//!
+//! **Behind a cluster** (one DNS name, several nodes): `BrokerAddresses` rotates addresses only
+//! with rustls (it checks the host name with a rustls verifier); here rumqttc resolves the name
+//! itself, and a silent node can hold up the failover (docs/src/reconnects.md).
 
 use std::process::ExitCode;
 use std::sync::{atomic::AtomicU64, atomic::Ordering, Arc};
 use std::time::{Duration, Instant};
 
 use clap::{error::ErrorKind, CommandFactory, Parser};
+use common::broker_addresses::BrokerAddresses;
 use common::{rumqttc_util::poll_or_silence, share_drain::Drain, share_drain::Step};
 use common::{supervisor::NextStep, BrokerTarget, ConnectArgs, ConnectionSupervisor};
 use rumqttc::v5::mqttbytes::{v5::Filter, v5::Packet, v5::Publish, v5::RetainForwardRule, QoS};
@@ -34,10 +39,8 @@ use tokio::sync::mpsc;
 /// MQTT v5 Receive Maximum: how many unacked messages the broker may send us at a time (a backlog
 /// waits on the broker, not here). Also the work queue's size: every queued message is unacked.
 const RECEIVE_MAXIMUM: u16 = 32;
-
 /// A PINGREQ every 30 s: a dead link is noticed within 1.5 × this, for one ping pair per 30 s.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
-
 /// A stop drains (leaves the group, finishes what was received) for at most this long:
 /// Kubernetes sends SIGKILL 30 s after SIGTERM, and the DISCONNECT must go out before.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -62,9 +65,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     if args.session_expiry > 0 && args.connect.instance.is_none() {
-        let why = "--session-expiry needs a stable --instance: without one the client id contains \
-                   the process id, the next process never resumes this session, and the messages \
-                   the broker keeps routing to it are stranded until it expires";
+        let why = "--session-expiry needs a stable --instance: a process id in the client id is \
+                   never seen again, and what the broker keeps for it is stranded until it expires";
         let mut usage = Args::command(); // exits with the usage code (2), like any bad flag
         usage.error(ErrorKind::MissingRequiredArgument, why).exit();
     }
@@ -78,8 +80,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // One client id per process: `<clientId>-<instance>`, by default `<host name>-<pid>`.
     let mut connect = args.connect.clone();
-    let derived_instance = common::share_group::derived_instance;
-    connect.instance.get_or_insert_with(derived_instance);
+    connect.instance.get_or_insert_with(common::share_group::derived_instance);
     let target = connect.load_target()?;
     let creds_id = &target.credentials.client_id;
     let base_id = connect.client_id.as_ref().unwrap_or(creds_id);
@@ -94,10 +95,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let address = target.address();
     tracing::info!("client id {id}; broker {address}; session kept {expiry} s (0: clean start)");
 
-    // `ack()` must never wait for room in rumqttc's request channel: the handler would then wait
-    // for the polling loop and the loop for the handler, for ever (REQUEST_CHANNEL_CAPACITY).
+    // `ack()` must never wait for room, or handler and loop wait on each other: see the constant.
     let capacity = common::rumqttc_util::REQUEST_CHANNEL_CAPACITY;
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options(&target, expiry)?, capacity);
+    // How a client follows a broker CLUSTER behind one DNS name: before every (re)connect, resolve
+    // again, start at the next address, skip a dead node (common::broker_addresses says why).
+    let mut addresses = BrokerAddresses::new(&target, &mqtt_options(&target, expiry)?)?;
+    let (client, mut eventloop) = AsyncClient::new(addresses.next_attempt().await, capacity);
 
     // The stale-ack guard: bumped whenever a connection fails, and every message carries the
     // number of the connection that delivered it (a packet id means nothing on a later one).
@@ -194,6 +197,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                             break;
                         }
+                        eventloop.options = addresses.next_attempt().await;
                     }
                 }
             }
@@ -230,8 +234,7 @@ fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOption
         options.set_session_expiry_interval(Some(expiry));
     }
     // ANCHOR_END: share_session
-    // TLS (native-tls), the broker verified against the system's CAs or --ca-file; None:
-    // --insecure-plaintext.
+    // TLS, the broker verified against the system's CAs or --ca-file; None: --insecure-plaintext.
     if let Some(tls) = target.rumqttc_native_tls()? {
         options.set_transport(Transport::tls_with_config(tls));
     }
