@@ -80,7 +80,8 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // One client id per process: `<clientId>-<instance>`, by default `<host name>-<pid>`.
     let mut connect = args.connect.clone();
-    connect.instance.get_or_insert_with(common::share_group::derived_instance);
+    let derived_instance = common::share_group::derived_instance;
+    connect.instance.get_or_insert_with(derived_instance);
     let target = connect.load_target()?;
     let creds_id = &target.credentials.client_id;
     let base_id = connect.client_id.as_ref().unwrap_or(creds_id);
@@ -101,7 +102,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // again, start at the next address, skip a dead node (common::broker_addresses says why).
     let mut addresses = BrokerAddresses::new(&target, &mqtt_options(&target, expiry)?)?;
     let (client, mut eventloop) = AsyncClient::new(addresses.next_attempt().await, capacity);
-
     // The stale-ack guard: bumped whenever a connection fails, and every message carries the
     // number of the connection that delivered it (a packet id means nothing on a later one).
     let connection = Arc::new(AtomicU64::new(0));
