@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::broker_addresses::BrokerAddresses;
 use common::cli::CONSUMER_OUTGOING_INFLIGHT;
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
 use common::supervisor::NextStep;
@@ -102,6 +103,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(tls) = target.rumqttc_tls().context("setting up TLS")? {
         options.set_transport(Transport::tls_with_config(tls));
     }
+    // A cluster behind one DNS name: every address tried, resolved again before each reconnect.
+    let mut addresses = BrokerAddresses::new(&target, &options)?;
+    let options = addresses.next_attempt().await;
     // Room for every ack in the request channel, or a burst freezes us: REQUEST_CHANNEL_CAPACITY.
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     tracing::info!(
@@ -194,6 +198,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                             break Stop::Requested;
                         }
+                        eventloop.options = addresses.next_attempt().await;
                     }
                     NextStep::GiveUp(failure) => return Err(failure.into()),
                 },

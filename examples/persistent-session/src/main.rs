@@ -36,7 +36,7 @@ use anyhow::Context;
 use clap::Parser;
 use common::cli::CONSUMER_OUTGOING_INFLIGHT;
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
-use common::supervisor::NextStep;
+use common::{broker_addresses::BrokerAddresses, supervisor::NextStep};
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
@@ -109,8 +109,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(tls) = target.rumqttc_tls().context("setting up TLS")? {
         options.set_transport(Transport::tls_with_config(tls));
     }
-    // Room for every ack in the request channel, or a backlog freezes us: REQUEST_CHANNEL_CAPACITY.
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    // Every address of the broker's name, resolved again per (re)connect (a cluster), and room
+    // for every ack in the request channel, or a backlog freezes us (REQUEST_CHANNEL_CAPACITY).
+    let mut addresses = BrokerAddresses::new(&target, &options)?;
+    let (client, mut eventloop) =
+        AsyncClient::new(addresses.next_attempt().await, REQUEST_CHANNEL_CAPACITY);
     let (address, id) = (target.address(), &target.client_id);
     tracing::info!(
         "connecting to {address} as client id {id} with clean_start=false and a session expiry \
@@ -204,6 +207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                                 break Stop::Requested;
                             }
+                            eventloop.options = addresses.next_attempt().await;
                         }
                         NextStep::GiveUp(failure) => return Err(failure.into()),
                     }
@@ -222,13 +226,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Stop::HandlerFinished(result) => result??,
     };
-    // A clean DISCONNECT, after the acks above: the session we leave behind (kept for `expiry`
-    // seconds) holds only what we have not handled.
+    // A clean DISCONNECT after the acks: the session left behind holds only what we did not handle.
     let disconnected = common::rumqttc_util::disconnect(&client, &mut eventloop).await;
-    tracing::info!(
-        "processed {handled} messages; {disconnected}. Session expiry {expiry} s: start again as \
-         {id} within that time to receive what is published meanwhile (0: nothing is kept)"
-    );
+    tracing::info!("processed {handled} messages; {disconnected}; {id}'s session kept {expiry} s");
     Ok(())
 }
 

@@ -234,7 +234,8 @@ fn mqtt_options(target: &BrokerTarget, expiry: u32) -> anyhow::Result<MqttOption
         options.set_session_expiry_interval(Some(expiry));
     }
     // ANCHOR_END: share_session
-    // TLS, the broker verified against the system's CAs or --ca-file; None: --insecure-plaintext.
+    // TLS through native-tls (OpenSSL on Linux), the broker verified against the system's CAs or
+    // --ca-file; None: --insecure-plaintext.
     if let Some(tls) = target.rumqttc_native_tls()? {
         options.set_transport(Transport::tls_with_config(tls));
     }
