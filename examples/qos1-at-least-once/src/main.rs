@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::recent_keys::RecentKeys;
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
+use common::{broker_addresses::BrokerAddresses, recent_keys::RecentKeys};
 use common::{ConnectArgs, ConnectionSupervisor, MessagePrinter, NextStep};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
@@ -95,8 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Resume the session (and its unacked messages) after a restart, and keep it that long.
         .set_clean_start(false)
         .set_session_expiry_interval(Some(args.session_expiry))
-        // At most RECEIVE_MAXIMUM unacked messages at once. Mosquitto 2.0.11 keeps to it only
-        // until our first ack, hence the unbounded request channel below: `ack()` never waits.
+        // At most RECEIVE_MAXIMUM unacked at once; Mosquitto 2.0.11 only until our first ack.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM))
         // TLS, verified against the system's CAs or --ca-file; TCP only with --insecure-plaintext.
         .set_transport(match target.rumqttc_tls().context("setting up TLS")? {
@@ -104,11 +103,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             None => Transport::tcp(),
         });
     // ANCHOR_END: qos1_options
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let mut addresses = BrokerAddresses::new(&target, &options)?; // a cluster: every address
+    let (client, mut eventloop) =
+        AsyncClient::new(addresses.next_attempt().await, REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {} as {}", target.address(), target.client_id);
-    // The number of the current connection, bumped when one fails (see the stale-ack guard).
-    let current_connection = Arc::new(AtomicU64::new(0));
-    // The work queue: each message with the number of the connection that delivered it.
+    let current_connection = Arc::new(AtomicU64::new(0)); // bumped when one fails: see the guard
     let (work_tx, work_rx) = mpsc::channel::<(Publish, u64)>(usize::from(RECEIVE_MAXIMUM));
     let handler = handle(work_rx, client.clone(), current_connection.clone(), args);
     let handler = tokio::spawn(handler);
@@ -155,6 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                                 break true; // Ctrl-C while waiting to reconnect
                             }
+                            eventloop.options = addresses.next_attempt().await;
                         }
                         NextStep::GiveUp(failure) => return Err(failure.into()),
                     }

@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::Parser;
 use common::rumqttc_util::{poll_or_silence, REQUEST_CHANNEL_CAPACITY};
-use common::{ConnectArgs, ConnectionSupervisor, NextStep};
+use common::{broker_addresses::BrokerAddresses, ConnectArgs, ConnectionSupervisor, NextStep};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -114,17 +114,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Persistent session: what we did not ack is sent again after a crash or restart.
         .set_clean_start(false)
         .set_session_expiry_interval(Some(args.session_expiry))
-        // Mosquitto 2.0.11 keeps to it only until our first ack: hence the unbounded request
-        // channel below, so that `ack()` never waits for the polling task.
+        // Mosquitto 2.0.11 keeps to it only until our first ack: `ack()` must never wait.
         .set_receive_maximum(Some(receive_maximum))
         // TLS, verified against the system's CAs or --ca-file; TCP only with --insecure-plaintext.
         .set_transport(match target.rumqttc_tls().context("setting up TLS")? {
             Some(tls) => Transport::tls_with_config(tls),
             None => Transport::tcp(),
         });
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    // A cluster behind one DNS name: every address tried, resolved again before each reconnect.
+    let mut addresses = BrokerAddresses::new(&target, &options)?;
+    let (client, mut eventloop) =
+        AsyncClient::new(addresses.next_attempt().await, REQUEST_CHANNEL_CAPACITY);
     tracing::info!("connecting to {} as {}", target.address(), target.client_id);
-
     // The number of the current connection, bumped when one fails (see the stale-ack guard).
     let current_connection = Arc::new(AtomicU64::new(0));
     let (work_tx, work_rx) = mpsc::channel::<Delivery>(usize::from(receive_maximum));
@@ -172,14 +173,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    // First: acks for this connection's messages are stale from now on.
-                    current_connection.fetch_add(1, Ordering::SeqCst);
+                    current_connection.fetch_add(1, Ordering::SeqCst); // first: its acks are stale
                     // Retry with backoff what a retry can fix; stop on what it cannot.
                     match supervisor.failed(&err) {
                         NextStep::RetryAfter(delay) => {
                             if tokio::time::timeout(delay, &mut shutdown).await.is_ok() {
                                 break true; // Ctrl-C while waiting to reconnect
                             }
+                            eventloop.options = addresses.next_attempt().await;
                         }
                         NextStep::GiveUp(failure) => return Err(failure.into()),
                     }
