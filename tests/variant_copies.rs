@@ -24,8 +24,7 @@ fn code(path: &Path) -> Vec<String> {
         })
         .filter(|line| !line.is_empty() && !line.starts_with("//"))
         .map(|line| {
-            line.replace(".rumqttc_options_native_tls()", ".rumqttc_options()")
-                .replace(".rumqttc_native_tls()", ".rumqttc_tls()")
+            line.replace(".rumqttc_native_tls()", ".rumqttc_tls()")
                 .replace("(native TLS: ", "(TLS: ")
                 .replace("over TLS (native-tls) and", "over TLS and")
         })

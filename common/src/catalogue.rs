@@ -184,13 +184,13 @@ catalogue! {
         id: "creds-not-found",
         section: Section::Credentials,
         prints: &["credentials file … does not exist (it was named by …)"],
-        means: "The path given with `--creds` or `MQTT_CREDS` (or the default `./creds.json`) is not there. A path you named is never replaced by the demo broker.",
+        means: "The path given with `--creds` or `MQTT_CREDS` (or the default `./creds.json`) is not there. The programs never fall back to a demo broker; only `cargo run -p <scenario>` with no credentials at all runs the demo launcher.",
         causes: &["a typo in the path, or a relative path run from another directory", "the file was never downloaded"],
         fix: "Check the path (`ls -l <path>`). To get the file: Airfinder UI → Configuration → Subscriptions → **Copy All Fields**, paste into `creds.json`; or `cargo run -p fetch-creds`.",
         exit_code: Some(exit::CREDENTIALS),
         then: Then::Stops,
         printed_by: EVERY_EXAMPLE,
-        see_it: "`tests/tls_connect.rs`: `a_missing_creds_file_is_an_error_not_the_demo`",
+        see_it: "`tests/tls_connect.rs`: `a_missing_creds_file_is_an_error_not_the_demo`; `tests/demo.rs`: `the_program_itself_has_no_demo_and_says_where_credentials_come_from`",
     },
     /// The path is a directory.
     CredsIsDirectory => Entry {

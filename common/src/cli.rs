@@ -5,7 +5,6 @@
 //! the same everywhere.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::credentials::{Credentials, CredentialsError, CredentialsFile};
 use crate::tls::{TlsError, TlsRoots};
@@ -52,9 +51,11 @@ pub struct ConnectArgs {
     pub log: String,
 }
 
-/// Outgoing packet ids a consumer needs at once (its SUBSCRIBE and UNSUBSCRIBE packets); see
-/// [`BrokerTarget::rumqttc_options_with`]. A program that also publishes QoS 1 should raise it
-/// with `MqttOptions::set_outgoing_inflight_upper_limit` for the pipelining it wants.
+/// Outgoing packet ids a consumer needs at once (its SUBSCRIBE and UNSUBSCRIBE packets), for
+/// `MqttOptions::set_outgoing_inflight_upper_limit`: rumqttc allocates one slot per possible
+/// outgoing in-flight message up front, 65,536 by default, 13.5 MiB of RSS per connection
+/// (measured by crates/bench). A program that also publishes QoS 1 should raise it for the
+/// pipelining it wants.
 pub const CONSUMER_OUTGOING_INFLIGHT: u16 = 32;
 
 /// Refusal to send credentials over plaintext MQTT.
@@ -230,51 +231,6 @@ impl BrokerTarget {
             Security::Tls(roots) => Ok(Some(roots.rumqttc_native_tls()?)),
             Security::InsecurePlaintext => Ok(None),
         }
-    }
-
-    /// rumqttc v5 options with rustls TLS: host, port, client id, user name and password, a 30 s
-    /// keep-alive. Session settings (clean start, expiry) are the example's business.
-    pub fn rumqttc_options(&self) -> Result<rumqttc::v5::MqttOptions, TlsError> {
-        let tls = match &self.security {
-            Security::Tls(roots) => Some(roots.rumqttc_rustls()?),
-            Security::InsecurePlaintext => None,
-        };
-        Ok(self.rumqttc_options_with(tls))
-    }
-
-    /// Same as [`BrokerTarget::rumqttc_options`] with native-tls (OpenSSL on Linux). Needs the
-    /// crate feature `native-tls`.
-    #[cfg(feature = "native-tls")]
-    pub fn rumqttc_options_native_tls(&self) -> Result<rumqttc::v5::MqttOptions, TlsError> {
-        let tls = match &self.security {
-            Security::Tls(roots) => Some(roots.rumqttc_native_tls()?),
-            Security::InsecurePlaintext => None,
-        };
-        Ok(self.rumqttc_options_with(tls))
-    }
-
-    /// rumqttc v5 options with the given TLS configuration (`None` = plaintext), sized for a
-    /// consumer: at most [`CONSUMER_OUTGOING_INFLIGHT`] outgoing packets in flight.
-    pub fn rumqttc_options_with(
-        &self,
-        tls: Option<rumqttc::TlsConfiguration>,
-    ) -> rumqttc::v5::MqttOptions {
-        let creds = &self.credentials;
-        let mut options =
-            rumqttc::v5::MqttOptions::new(self.client_id.clone(), creds.host.clone(), creds.port);
-        options
-            .set_credentials(creds.username.clone(), creds.password.expose().to_owned())
-            .set_keep_alive(Duration::from_secs(30))
-            // rumqttc's default of 10 KiB is tight for batched location payloads.
-            .set_max_packet_size(Some(256 * 1024))
-            // A consumer publishes nothing, but rumqttc allocates one slot per possible outgoing
-            // in-flight message up front: 65,536 by default, 13.5 MiB of RSS per connection
-            // (measured by crates/bench). SUBSCRIBE/UNSUBSCRIBE need only a few packet ids.
-            .set_outgoing_inflight_upper_limit(CONSUMER_OUTGOING_INFLIGHT);
-        if let Some(tls) = tls {
-            options.set_transport(rumqttc::Transport::tls_with_config(tls));
-        }
-        options
     }
 
     /// `host:port`, for messages.

@@ -522,26 +522,8 @@ async fn first_exit(members: &mut [Member]) -> (usize, std::io::Result<std::proc
     let waits = members
         .iter_mut()
         .map(|member| Box::pin(member.child.wait()));
-    let (status, index, _) = futures_select_all(waits).await;
+    let (status, index, _) = futures::future::select_all(waits).await;
     (index, status)
-}
-
-/// `futures::future::select_all` without the dependency: polls every future, returns the first
-/// one ready, with its index.
-async fn futures_select_all<F, T>(futures: impl IntoIterator<Item = F>) -> (T, usize, ())
-where
-    F: std::future::Future<Output = T> + Unpin,
-{
-    let mut futures: Vec<F> = futures.into_iter().collect();
-    std::future::poll_fn(move |cx| {
-        for (index, future) in futures.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(value) = std::pin::Pin::new(future).poll(cx) {
-                return std::task::Poll::Ready((value, index, ()));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// Asks every member to stop as SIGTERM would in production (Ctrl-C in a terminal reaches them
